@@ -1,0 +1,30 @@
+# `make demo`: the demo on bundled data (now: the data stage). `make test`: the test suite.
+# Both create .venv and install the CPU stack on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml requirements-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements-cpu.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf demo
+	$(PY) -m k12tune.demo.data demo/data_raw
+	$(PY) -m scripts.prepare_data --config configs/demo/data.yaml --dry-run false
+
+test: $(STAMP)
+	$(PY) -m ruff check src scripts tests bench
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bench_prepare.py
+
+clean:
+	rm -rf demo data_proc bench/out .pytest_cache

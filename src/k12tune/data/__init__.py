@@ -1,0 +1,1 @@
+"""The data stage: raw files -> records -> filtered -> deduplicated -> mixed -> JSONL + report."""

@@ -1,0 +1,183 @@
+"""Cleaning rules. Each filter reads one statistic per text (computed for the whole batch in
+`textstats`), compares it with its threshold, and names the failing part in a short detail.
+The base class does the counting, so every rule reports how many records it saw, kept and
+dropped; the pipeline writes each dropped record to the rejects file with the rule's name.
+
+A record has one text part (SFT: the conversation) or three (preference: prompt, chosen,
+rejected); it fails a rule when any of its parts does. The text of a part is its messages'
+cleaned contents joined with "\\n" (see `pipeline.part_texts`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from k12tune.config.data import CleanConfig
+from k12tune.data.textstats import TextStats
+
+
+@dataclass
+class FilterCounts:
+    seen: int = 0
+    kept: int = 0
+    dropped: int = 0
+    tagged_en: int = 0  # language rule only: kept under allow_english_fallback
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failing record: its index in the batch and a human detail such as 'chosen: 2301 > 2048'."""
+
+    index: int
+    detail: str
+
+
+@dataclass
+class BatchView:
+    """What filters see of a batch: the statistics of all texts, and for each part name the
+    text index of every record (`part_index[name][i]` is record i's text for that part)."""
+
+    stats: TextStats
+    part_index: dict[str, np.ndarray]
+    alive: np.ndarray  # bool per record: not yet dropped
+    lang: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+
+
+class TextFilter(ABC):
+    """Statistic, threshold, verdict; counts are kept here, not by the caller."""
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        self.counts = FilterCounts()
+
+    @abstractmethod
+    def statistic(self, stats: TextStats) -> np.ndarray: ...
+
+    @abstractmethod
+    def passes(self, values: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def explain(self, value: float) -> str: ...
+
+    def apply(self, batch: BatchView) -> list[Failure]:
+        """Mark failing alive records dead and return them with the first failing part named."""
+        values = self.statistic(batch.stats)
+        alive = np.flatnonzero(batch.alive)
+        failed_part = np.full(len(batch.alive), -1, dtype=np.int64)
+        for part_no, index in enumerate(batch.part_index.values()):
+            bad = ~self.passes(values[index[alive]])
+            unset = failed_part[alive] < 0
+            failed_part[alive[bad & unset]] = part_no
+        failing = np.flatnonzero(failed_part >= 0)
+        parts = list(batch.part_index)
+        failures = []
+        for i in failing:
+            part = parts[failed_part[i]]
+            value = values[batch.part_index[part][i]]
+            failures.append(Failure(int(i), f"{part}: {self.explain(value)}"))
+        self.counts.seen += len(alive)
+        self.counts.dropped += len(failures)
+        self.counts.kept += len(alive) - len(failures)
+        batch.alive[failing] = False
+        return failures
+
+
+class LengthFilter(TextFilter):
+    name = "length"
+
+    def __init__(self, min_chars: int, max_chars: int) -> None:
+        super().__init__()
+        self.min_chars, self.max_chars = min_chars, max_chars
+
+    def statistic(self, stats: TextStats) -> np.ndarray:
+        return stats.n_chars
+
+    def passes(self, values: np.ndarray) -> np.ndarray:
+        return (values >= self.min_chars) & (values <= self.max_chars)
+
+    def explain(self, value: float) -> str:
+        return f"{int(value)} code points, outside [{self.min_chars}, {self.max_chars}]"
+
+
+class RepetitionFilter(TextFilter):
+    name = "repetition"
+
+    def __init__(self, max_ratio: float) -> None:
+        super().__init__()
+        self.max_ratio = max_ratio
+
+    def statistic(self, stats: TextStats) -> np.ndarray:
+        return stats.rep_ratio_4gram
+
+    def passes(self, values: np.ndarray) -> np.ndarray:
+        return values <= self.max_ratio
+
+    def explain(self, value: float) -> str:
+        return f"rep_ratio_4gram {value:.3f} > {self.max_ratio}"
+
+
+class ChineseShareFilter(TextFilter):
+    """Drops texts under `min_share`, or with `allow_english_fallback` keeps them as lang 'en'."""
+
+    name = "zh_share"
+
+    def __init__(self, min_share: float, allow_english_fallback: bool) -> None:
+        super().__init__()
+        self.min_share, self.fallback = min_share, allow_english_fallback
+
+    def statistic(self, stats: TextStats) -> np.ndarray:
+        return stats.zh_share
+
+    def passes(self, values: np.ndarray) -> np.ndarray:
+        return values >= self.min_share
+
+    def explain(self, value: float) -> str:
+        return f"zh_share {value:.3f} < {self.min_share}"
+
+    def apply(self, batch: BatchView) -> list[Failure]:
+        if not self.fallback:
+            failures = super().apply(batch)
+            batch.lang[batch.alive] = "zh"
+            return failures
+        # Fallback: nothing is dropped; a record is Chinese only when all its parts are.
+        alive = np.flatnonzero(batch.alive)
+        values = self.statistic(batch.stats)
+        chinese = np.ones(len(alive), dtype=bool)
+        for index in batch.part_index.values():
+            chinese &= self.passes(values[index[alive]])
+        batch.lang[alive] = np.where(chinese, "zh", "en")
+        self.counts.seen += len(alive)
+        self.counts.kept += len(alive)
+        self.counts.tagged_en += int((~chinese).sum())
+        return []
+
+
+def build_filters(clean: CleanConfig) -> list[TextFilter]:
+    """The rules in the order they run; a record is charged to the first rule it fails."""
+    return [
+        LengthFilter(clean.min_chars, clean.max_chars),
+        RepetitionFilter(clean.max_rep_ratio_4gram),
+        ChineseShareFilter(clean.min_zh_share, clean.allow_english_fallback),
+    ]
+
+
+class DistinctPairFilter:
+    """Preference pairs whose chosen and rejected answers are the same text (compared in
+    dedup form: NFKC, white space collapsed) teach nothing and are dropped."""
+
+    name = "pair_identical"
+
+    def __init__(self) -> None:
+        self.counts = FilterCounts()
+
+    def passes(self, chosen_form: str, rejected_form: str) -> bool:
+        self.counts.seen += 1
+        if chosen_form == rejected_form:
+            self.counts.dropped += 1
+            return False
+        self.counts.kept += 1
+        return True

@@ -1,0 +1,291 @@
+"""Raw files -> `RawItem`s (parsed value + provenance), streamed, local files first, hub second.
+
+Formats, chosen by file name:
+  *.jsonl            one JSON value per line; blank lines are skipped (and counted)
+  *.json             a JSON array (first non-blank character `[`), parsed element by element
+                     from a bounded buffer; any other .json file is read as JSON lines
+  *.parquet          row groups streamed with pyarrow
+A bad line in a JSONL file becomes a rejected item (`malformed_json`, `invalid_utf8`); a broken
+JSON array cannot be resynchronised, so it stops the run with a `DataError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from k12tune.data.specs import SourceSpec
+from k12tune.errors import DataError
+from k12tune.records import Origin
+
+log = logging.getLogger(__name__)
+
+DATA_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".parquet")
+_CHUNK = 1 << 22
+_BOM = b"\xef\xbb\xbf"
+_WS = re.compile(r"[ \t\r\n]*")
+_LONE_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800..\uDFFF escapes: valid only in pairs
+
+
+@dataclass(slots=True)
+class RawItem:
+    """One raw record. `error` is (rule, detail) when it could not be parsed; `value` then
+    holds the raw text (undecodable bytes shown as U+FFFD) for the rejects file."""
+
+    value: Any
+    origin: Origin
+    error: tuple[str, str] | None = None
+
+
+@dataclass
+class ReadStats:
+    """What was read from where: files with their SHA-256, blank lines skipped, empty files."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    blank_lines: int = 0
+    empty_files: list[str] = field(default_factory=list)
+
+
+def local_dir(spec: SourceSpec, raw_dir: str | Path) -> Path:
+    return Path(spec.local_dir) if spec.local_dir else Path(raw_dir) / spec.name
+
+
+def find_data_files(folder: Path) -> list[Path]:
+    """Data files under `folder` (recursive, sorted). A folder without any is an error: it
+    would otherwise send the run to the hub, or silently produce nothing."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+    if not files:
+        others = sorted(p.name for p in folder.rglob("*") if p.is_file())[:5]
+        found = f" (found: {', '.join(others)})" if others else " (it is empty)"
+        raise DataError(
+            f"{folder} holds no {'/'.join(DATA_SUFFIXES)} files{found}; "
+            "add data files or remove the folder to load this source from the hub"
+        )
+    return files
+
+
+def _progress(path: Path) -> tqdm:
+    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, disable=None, leave=False)
+
+
+def _parse_line(line: bytes, origin: Origin) -> RawItem:
+    try:
+        return RawItem(orjson.loads(line), origin)
+    except orjson.JSONDecodeError as exc:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            detail = f"byte 0x{line[bad.start]:02x} at column {bad.start + 1}"
+            return RawItem(line.decode("utf-8", "replace"), origin, ("invalid_utf8", detail))
+        return RawItem(line.decode("utf-8"), origin, ("malformed_json", str(exc)))
+
+
+def iter_jsonl(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
+    hasher = hashlib.sha256()
+    name = str(path)
+    line_no = 0
+    carry = b""
+    with open(path, "rb") as handle, _progress(path) as bar:
+        first = True
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+            bar.update(len(chunk))
+            if first and chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+            first = False
+            lines = (carry + chunk).split(b"\n")
+            carry = lines.pop()
+            for line in lines:
+                line_no += 1
+                if line.strip():
+                    yield _parse_line(line, Origin(source, name, line_no))
+                else:
+                    stats.blank_lines += 1
+        if carry.strip():
+            yield _parse_line(carry, Origin(source, name, line_no + 1))
+    stats.files[name] = hasher.hexdigest()
+
+
+class _ArrayReader:
+    """Streams the elements of a top-level JSON array with the line each element starts on.
+
+    The text is decoded with `surrogateescape`, so a non-UTF-8 byte inside one element turns
+    into a rejection of that element (`invalid_utf8`) instead of stopping the file.
+    """
+
+    def __init__(self, path: Path, source: str, stats: ReadStats) -> None:
+        self.path, self.source, self.stats = path, source, stats
+        self.decoder = json.JSONDecoder()
+
+    def __iter__(self) -> Iterator[RawItem]:
+        hasher = hashlib.sha256()
+        name = str(self.path)
+        buf, pos, line, eof = "", 0, 1, False
+        utf8 = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        with open(self.path, "rb") as handle, _progress(self.path) as bar:
+
+            def more() -> bool:
+                nonlocal buf, pos
+                chunk = handle.read(_CHUNK)
+                hasher.update(chunk)
+                bar.update(len(chunk))
+                buf = buf[pos:] + utf8.decode(chunk, final=not chunk)
+                if not chunk:
+                    return False
+                pos = 0
+                return True
+
+            def skip_ws() -> None:
+                nonlocal pos, line, eof
+                while True:
+                    end = _WS.match(buf, pos).end()
+                    line += buf.count("\n", pos, end)
+                    pos = end
+                    if pos < len(buf) or eof:
+                        return
+                    eof = not more()
+
+            eof = not more()
+            if buf.startswith("\ufeff"):
+                pos = 1
+            skip_ws()
+            if not buf[pos:pos + 1] == "[":
+                raise DataError(f"{name}:{line}: expected a JSON array starting with '['")
+            pos += 1
+            count = 0
+            while True:
+                skip_ws()
+                if pos >= len(buf):
+                    raise DataError(f"{name}:{line}: JSON array is not closed with ']'")
+                if buf[pos] == "]":
+                    break
+                if count:
+                    if buf[pos] != ",":
+                        raise DataError(f"{name}:{line}: expected ',' or ']' between array elements")
+                    pos += 1
+                    skip_ws()
+                value, end = self._decode(buf, pos, eof, name, line)
+                while value is _NEED_MORE:
+                    eof = not more()
+                    value, end = self._decode(buf, pos, eof, name, line)
+                origin = Origin(self.source, name, line)
+                count += 1
+                if _LONE_SURROGATE.search(buf, pos, end):
+                    raw = buf[pos:end].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    yield RawItem(raw, origin, ("invalid_utf8", "element holds bytes that are not UTF-8"))
+                elif _SURROGATE_ESCAPE.search(buf, pos, end):
+                    # json accepts a lone \uD800 escape, orjson (our writer) does not: let it judge.
+                    yield _parse_line(buf[pos:end].encode("utf-8"), origin)
+                else:
+                    yield RawItem(value, origin)
+                line += buf.count("\n", pos, end)
+                pos = end
+            pos += 1
+            skip_ws()
+            if pos < len(buf):
+                raise DataError(f"{name}:{line}: unexpected data after the closing ']'")
+        self.stats.files[name] = hasher.hexdigest()
+
+    def _decode(self, buf: str, pos: int, eof: bool, name: str, line: int) -> tuple[Any, int]:
+        try:
+            value, end = self.decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError as exc:
+            if not eof:
+                return _NEED_MORE, pos
+            bad_line = line + buf.count("\n", pos, exc.pos)
+            raise DataError(f"{name}:{bad_line}: invalid JSON in array element: {exc.msg}") from None
+        if end == len(buf) and not eof:  # a bare number or literal may continue in the next chunk
+            return _NEED_MORE, pos
+        return value, end
+
+
+_NEED_MORE = object()
+
+
+def _starts_with_bracket(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(_BOM).lstrip()
+    return head.startswith(b"[")
+
+
+def iter_parquet(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
+    row = 0
+    with tqdm(total=parquet.metadata.num_rows, unit="rec", desc=path.name, disable=None, leave=False) as bar:
+        for batch in parquet.iter_batches(batch_size=4096):
+            for value in batch.to_pylist():
+                row += 1
+                yield RawItem(value, Origin(source, name, row))
+            bar.update(batch.num_rows)
+    stats.files[name] = _file_sha256(path)
+
+
+def _file_sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def iter_file(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
+    if path.stat().st_size == 0:
+        log.warning("%s: empty file, no records", path)
+        stats.empty_files.append(str(path))
+        stats.files[str(path)] = hashlib.sha256(b"").hexdigest()
+        return iter(())
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return iter_parquet(path, source, stats)
+    if suffix == ".json" and _starts_with_bracket(path):
+        return iter(_ArrayReader(path, source, stats))
+    return iter_jsonl(path, source, stats)
+
+
+def iter_hub(spec: SourceSpec) -> Iterator[RawItem]:
+    """Stream a hub dataset (or a local dataset folder given as `hub_id`) with `datasets`."""
+    from datasets import load_dataset
+
+    if spec.hub_id is None:
+        raise DataError(f"source {spec.name}: no local files and no hub_id to load from")
+    for subset in spec.subsets or [None]:
+        where = f"hub:{spec.hub_id}/{subset or 'default'}/{spec.split}"
+        try:
+            dataset = load_dataset(spec.hub_id, name=subset, split=spec.split, streaming=True)
+        except Exception as exc:  # network, missing subset, auth: all end the same way for the user
+            raise DataError(
+                f"source {spec.name}: cannot load {where} ({type(exc).__name__}: {exc}); on a machine "
+                f"without hub access put its files under data_raw/{spec.name}/"
+            ) from None
+        for row, value in enumerate(tqdm(dataset, desc=where, unit="rec", disable=None, leave=False), start=1):
+            yield RawItem(value, Origin(spec.name, where, row))
+
+
+def iter_source(spec: SourceSpec, raw_dir: str | Path, stats: ReadStats) -> Iterator[RawItem]:
+    """Local files when `<raw_dir>/<name>/` (or `local_dir`) exists, the hub otherwise."""
+    folder = local_dir(spec, raw_dir)
+    if folder.exists():
+        for path in find_data_files(folder):
+            yield from iter_file(path, spec.name, stats)
+    else:
+        yield from iter_hub(spec)
+
+
+Opener = Callable[[SourceSpec, "str | Path", ReadStats], Iterator[RawItem]]

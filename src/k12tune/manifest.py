@@ -1,0 +1,89 @@
+"""Stage manifests: what a stage read, how it was configured, what it wrote, and that it
+finished. The next stage calls `verify_manifest` and refuses a missing, unfinished or
+mismatched input with a message that says which stage to re-run.
+
+No timestamps or host names are recorded, so the same inputs and config give a byte-identical
+manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from k12tune import __version__
+from k12tune.atomic import atomic_write_bytes
+from k12tune.errors import DataError
+
+MANIFEST = "manifest.json"
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    versions = {"python": platform.python_version(), "k12tune": __version__}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def file_sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def remove_manifest(out_dir: Path) -> None:
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+
+
+def write_manifest(
+    out_dir: Path,
+    *,
+    stage: str,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    outputs: list[str],
+    counts: dict[str, Any],
+    libraries: tuple[str, ...],
+) -> dict[str, Any]:
+    manifest = {
+        "stage": stage,
+        "complete": True,
+        "versions": library_versions(libraries),
+        "config": config,
+        "inputs": inputs,
+        "outputs": {name: file_sha256(out_dir / name) for name in outputs},
+        "counts": counts,
+    }
+    atomic_write_bytes(out_dir / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return manifest
+
+
+def verify_manifest(out_dir: Path, stage: str, *, check_hashes: bool = True) -> dict[str, Any]:
+    """The manifest of a finished `stage` in `out_dir`; raises DataError naming the fix."""
+    path = out_dir / MANIFEST
+    rerun = f"run `k12tune {stage} --dry-run false` first"
+    if not path.is_file():
+        raise DataError(f"{path} is missing: {out_dir} holds no finished {stage} output; {rerun}")
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc}); {rerun}") from None
+    if manifest.get("stage") != stage or manifest.get("complete") is not True:
+        raise DataError(f"{path}: not a finished {stage} manifest; {rerun}")
+    for name, digest in manifest.get("outputs", {}).items():
+        target = out_dir / name
+        if not target.is_file():
+            raise DataError(f"{target} is listed in {path} but missing; {rerun}")
+        if check_hashes and file_sha256(target) != digest:
+            raise DataError(f"{target} changed after {stage} wrote it (SHA-256 differs from {path}); {rerun}")
+    return manifest

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+
+from k12tune.config.data import CleanConfig
+from k12tune.data.dedup import Deduplicator, dedup_parts, digest
+from k12tune.data.filters import (
+    BatchView,
+    ChineseShareFilter,
+    DistinctPairFilter,
+    LengthFilter,
+    RepetitionFilter,
+    build_filters,
+)
+from k12tune.data.normalize import clean_text, dedup_form
+from k12tune.data.textstats import text_stats
+from k12tune.records import Origin, PrefRecord, SFTRecord
+
+
+def view(texts: list[str], parts: tuple[str, ...] = ("conversation",)) -> BatchView:
+    n = len(texts) // len(parts)
+    base = np.arange(n) * len(parts)
+    return BatchView(
+        stats=text_stats(texts),
+        part_index={name: base + k for k, name in enumerate(parts)},
+        alive=np.ones(n, dtype=bool),
+        lang=np.full(n, "zh", dtype=object),
+    )
+
+
+def test_length_filter_bounds_are_inclusive_and_counted() -> None:
+    batch = view(["一二三四五六七", "一二三四五六七八", "x" * 20, "y" * 21])
+    rule = LengthFilter(8, 20)
+    failures = rule.apply(batch)
+    assert [(f.index, f.detail) for f in failures] == [
+        (0, "conversation: 7 code points, outside [8, 20]"),
+        (3, "conversation: 21 code points, outside [8, 20]"),
+    ]
+    assert list(batch.alive) == [False, True, True, False]
+    assert vars(rule.counts) == {"seen": 4, "kept": 2, "dropped": 2, "tagged_en": 0}
+    # A second rule only sees what the first one kept.
+    second = RepetitionFilter(0.6)
+    assert [f.index for f in second.apply(batch)] == [2]  # "x" * 20: 16/17 repeated
+    assert vars(second.counts) == {"seen": 2, "kept": 1, "dropped": 1, "tagged_en": 0}
+
+
+def test_repetition_filter_threshold() -> None:
+    batch = view(["哈" * 30, "abcabcabc", "今天我们学习分数的加法和减法。"])
+    rule = RepetitionFilter(0.5)
+    failures = rule.apply(batch)
+    assert [f.index for f in failures] == [0]  # 26/27 > 0.5; exactly 0.5 passes
+    assert failures[0].detail == "conversation: rep_ratio_4gram 0.963 > 0.5"
+    assert vars(rule.counts) == {"seen": 3, "kept": 2, "dropped": 1, "tagged_en": 0}
+
+
+def test_chinese_share_drops_or_tags_english() -> None:
+    texts = ["今天天气很好。", "Hello world, this is English.", "我爱Python编程"]  # 1.0, 0, 4/10
+    dropped = view(texts)
+    failures = ChineseShareFilter(0.3, allow_english_fallback=False).apply(dropped)
+    assert [(f.index, f.detail) for f in failures] == [(1, "conversation: zh_share 0.000 < 0.3")]
+    tagged = view(texts)
+    rule = ChineseShareFilter(0.3, allow_english_fallback=True)
+    assert rule.apply(tagged) == []
+    assert list(tagged.lang) == ["zh", "en", "zh"]
+    assert vars(rule.counts) == {"seen": 3, "kept": 3, "dropped": 0, "tagged_en": 1}
+
+
+def test_pair_parts_fail_on_any_part_and_name_the_first() -> None:
+    parts = ("prompt", "chosen", "rejected")
+    texts = [
+        "请解释分数。", "分数表示整体的一部分。", "不知道",  # prompt 6 < 8, rejected 3 < 8
+        "什么是质数？请举例。", "只能被1和它本身整除的数，如2、3、5。", "质数就是奇数，比如9也是。",
+    ]
+    batch = view(texts, parts)
+    failures = LengthFilter(8, 2048).apply(batch)
+    assert [(f.index, f.detail) for f in failures] == [(0, "prompt: 6 code points, outside [8, 2048]")]
+
+
+def test_english_fallback_pair_is_chinese_only_when_all_parts_are() -> None:
+    parts = ("prompt", "chosen", "rejected")
+    batch = view(["什么是光合作用？", "It is how plants make food.", "植物吃土。"], parts)
+    ChineseShareFilter(0.3, allow_english_fallback=True).apply(batch)
+    assert list(batch.lang) == ["en"]
+
+
+def test_build_filters_order_follows_config() -> None:
+    rules = build_filters(CleanConfig(min_chars=2, max_chars=10))
+    assert [r.name for r in rules] == ["length", "repetition", "zh_share"]
+    assert (rules[0].min_chars, rules[0].max_chars) == (2, 10)
+
+
+def test_clean_text_and_dedup_form() -> None:
+    assert clean_text("  第一行\r\n第二行\r第三\u200b行\x07  ") == "第一行\n第二行\n第三行"
+    assert clean_text("\ufeff你好") == "你好"
+    # NFKC: full-width letters, digits and punctuation; Kangxi radical; ideographic space.
+    assert dedup_form("ＡＢＣ　１２３，⽐较\n\n  多少？") == "ABC 123,比较 多少?"
+
+
+def test_dedup_first_occurrence_wins_across_width_forms() -> None:
+    origin = Origin("s", "f", 1)
+    a = SFTRecord([{"role": "user", "content": "１＋１＝？"}, {"role": "assistant", "content": "2"}], origin)
+    b = SFTRecord([{"role": "user", "content": "1+1=?"}, {"role": "assistant", "content": "2"}], origin)
+    c = SFTRecord([{"role": "user", "content": "1+1=?"}, {"role": "assistant", "content": "3"}], origin)
+    d = SFTRecord([{"role": "system", "content": "1+1=?"}, {"role": "assistant", "content": "2"}], origin)
+    dedup = Deduplicator()
+    seen = [dedup.first_seen(digest(dedup_parts(r))) for r in (a, b, c, d, a)]
+    assert seen == [True, False, True, True, False]  # roles are part of the key
+    assert len(dedup) == 3
+
+
+def test_identical_pair_filter_compares_dedup_forms() -> None:
+    origin = Origin("s", "f", 1)
+    pair = PrefRecord(
+        prompt=[{"role": "user", "content": "问题问题"}],
+        chosen=[{"role": "assistant", "content": "答案：１"}],
+        rejected=[{"role": "assistant", "content": "答案:1"}],
+        origin=origin,
+    )
+    forms = dedup_parts(pair)
+    rule = DistinctPairFilter()
+    assert rule.passes(forms[1], forms[2]) is False
+    assert rule.passes(forms[0], forms[1]) is True
+    assert vars(rule.counts) == {"seen": 2, "kept": 1, "dropped": 1, "tagged_en": 0}
