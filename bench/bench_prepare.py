@@ -48,7 +48,9 @@ def make_text(rng: random.Random, zh: bool, target_chars: int) -> str:
     parts, size = [], 0
     while size < target_chars:
         sentence = rng.choice(pool)
-        parts.append(f"{sentence}（{rng.randrange(10**6)}）" if zh else f"{sentence} ({rng.randrange(10**6)})")
+        parts.append(
+            f"{sentence}（{rng.randrange(10**6)}）" if zh else f"{sentence} ({rng.randrange(10**6)})"
+        )
         size += len(parts[-1])
     return "".join(parts) if zh else " ".join(parts)
 
@@ -86,7 +88,7 @@ def generate(raw: Path, records: int, seed: int, files: int = 8) -> tuple[int, i
                 line = b'{"prompt": "broken'  # malformed
             else:
                 line = orjson.dumps(make_record(rng, i))
-                recent = (recent + [line])[-1000:]
+                recent = [*recent[-999:], line]
             lines.append(line)
         payload = b"\n".join(lines) + b"\n"
         (folder / f"part-{f:03d}.jsonl").write_bytes(payload)
@@ -125,7 +127,9 @@ import sys, time, logging
 from k12tune.config.data import DataConfig
 from k12tune.data.pipeline import prepare_data
 logging.disable(logging.WARNING)
-cfg = DataConfig(raw_dir=sys.argv[1], out_dir=sys.argv[2], sft_sources=[{"name": "synthetic"}], pref_sources=[])
+cfg = DataConfig(
+    raw_dir=sys.argv[1], out_dir=sys.argv[2], sft_sources=[{"name": "synthetic"}], pref_sources=[]
+)
 t = time.perf_counter()
 report = prepare_data(cfg)
 elapsed = time.perf_counter() - t
@@ -155,10 +159,16 @@ def fastest_parser(sample: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=1_000_000, help="records to generate (default 1,000,000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records", type=int, default=1_000_000, help="records to generate (default 1,000,000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed")
-    parser.add_argument("--workdir", type=Path, default=Path("bench/out"), help="scratch folder (deleted first)")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("bench/out"), help="scratch folder (deleted first)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the corpus and outputs afterwards")
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -181,8 +191,19 @@ def main() -> None:
         print(f"{label:34} {count:>10,} {seconds:>9.1f} {count / seconds:>11,.0f} {rss:>13,.0f}")
     print(f"kept {int(stage_fields[3]):,}, rejected {int(stage_fields[4]):,} (English is dropped by default)")
     print(f"ratio stage/floor: {stage_s / floor_s:.1f}x (target <= 3x); input {n_bytes / 2**20:,.0f} MiB")
-    print(json.dumps({"records": n_records, "bytes": n_bytes, "floor_s": floor_s, "stage_s": stage_s,
-                      "floor_rss_mib": round(floor_rss), "stage_rss_mib": round(stage_rss), "parser": name}))
+    print(
+        json.dumps(
+            {
+                "records": n_records,
+                "bytes": n_bytes,
+                "floor_s": floor_s,
+                "stage_s": stage_s,
+                "floor_rss_mib": round(floor_rss),
+                "stage_rss_mib": round(stage_rss),
+                "parser": name,
+            }
+        )
+    )
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
 

@@ -14,5 +14,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
-        raise FileNotFoundError(f"{SHARED_DATA} is missing: the tests need ../shared/data beside the checkout")
+        raise FileNotFoundError(
+            f"{SHARED_DATA} is missing: the tests need ../shared/data beside the checkout"
+        )
     return SHARED_DATA

@@ -35,18 +35,42 @@ def test_dry_run_is_the_default_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_real_run_as_written_in_the_readme(tmp_path: Path) -> None:
     cwd = demo_tree(tmp_path)
-    cmd = [sys.executable, "-m", "scripts.prepare_data", "--config", "configs/demo/data.yaml", "--dry-run", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scripts.prepare_data",
+        "--config",
+        "configs/demo/data.yaml",
+        "--dry-run",
+        "false",
+    ]
     result = run(cmd, cwd)
     assert result.returncode == 0, result.stderr
     out = cwd / "demo" / "data_proc"
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json", "pref_train.jsonl", "pref_val.jsonl", "rejected.jsonl", "report.json",
-        "sft_train.jsonl", "sft_val.jsonl",
+        "manifest.json",
+        "pref_train.jsonl",
+        "pref_val.jsonl",
+        "rejected.jsonl",
+        "report.json",
+        "sft_train.jsonl",
+        "sft_val.jsonl",
     ]
     assert "sft: read 100 = kept 92 + rejected 8" in result.stdout
     # The same through the console command, with an override.
     console = Path(sys.executable).with_name("k12tune")
-    result = run([str(console), "prepare_data", "--config", "configs/demo/data.yaml", "--dry-run", "false", "clean.min_chars=1"], cwd)
+    result = run(
+        [
+            str(console),
+            "prepare_data",
+            "--config",
+            "configs/demo/data.yaml",
+            "--dry-run",
+            "false",
+            "clean.min_chars=1",
+        ],
+        cwd,
+    )
     assert result.returncode == 0, result.stderr
     assert "sft: read 100 = kept 93 + rejected 7" in result.stdout  # "好"/"好" now passes
 
@@ -56,7 +80,9 @@ def test_config_errors_exit_2_with_the_key(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "scripts.prepare_data", "--config", "bad.yaml"], tmp_path)
     assert result.returncode == 2
     assert "unknown key 'val_fracton'" in result.stderr and "bad.yaml" in result.stderr
-    result = run([sys.executable, "-m", "scripts.prepare_data", "--config", "bad.yaml", "--dry-run", "maybe"], tmp_path)
+    result = run(
+        [sys.executable, "-m", "scripts.prepare_data", "--config", "bad.yaml", "--dry-run", "maybe"], tmp_path
+    )
     assert result.returncode == 2 and "expected true or false" in result.stderr
 
 

@@ -77,7 +77,10 @@ def build_parser(name: str, stage: Stage) -> argparse.ArgumentParser:
         help="true (default): print the plan from a sample, write nothing; false: run the stage.",
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging verbosity."
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Logging verbosity.",
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="Override any config key, e.g. val_fraction=0.05."
@@ -112,7 +115,11 @@ def run_stage(name: str, argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in STAGES:
-        lines = ["usage: k12tune <stage> [--config PATH] [--dry-run {true,false}] [KEY=VALUE ...]", "", "stages:"]
+        lines = [
+            "usage: k12tune <stage> [--config PATH] [--dry-run {true,false}] [KEY=VALUE ...]",
+            "",
+            "stages:",
+        ]
         lines += [f"  {n:<14} {s.summary}" for n, s in STAGES.items()]
         lines.append("\n`k12tune <stage> --help` lists the stage's options and config keys.")
         known = not argv or argv[0] in {"-h", "--help"}
@@ -121,5 +128,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown stage {argv[0]!r}", file=sys.stderr)
         return 0 if known else 2
     return run_stage(argv[0], argv[1:])
-
-

@@ -64,7 +64,9 @@ def write_manifest(
         "outputs": {name: file_sha256(out_dir / name) for name in outputs},
         "counts": counts,
     }
-    atomic_write_bytes(out_dir / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    atomic_write_bytes(
+        out_dir / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    )
     return manifest
 
 

@@ -43,7 +43,7 @@ def test_wrong_type_names_key(tmp_path: Path) -> None:
 
 
 def test_cross_field_checks(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="min_chars .* must not exceed max_chars"):
+    with pytest.raises(ConfigError, match=r"min_chars \(10\) must not exceed max_chars \(5\)"):
         load_config(DataConfig, write(tmp_path, "clean: {min_chars: 10, max_chars: 5}\n"))
     with pytest.raises(ConfigError, match="strictly increasing"):
         load_config(DataConfig, write(tmp_path, "mix: {length_edges: [5, 5]}\n"))
@@ -56,7 +56,14 @@ def test_cross_field_checks(tmp_path: Path) -> None:
 def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
     path = write(tmp_path, "seed: 1\n")
     cfg = load_config(
-        DataConfig, path, ["seed=7", "clean.allow_english_fallback=true", "sft_sources.0.weight=0", "mix.length_edges=[10, 20]"]
+        DataConfig,
+        path,
+        [
+            "seed=7",
+            "clean.allow_english_fallback=true",
+            "sft_sources.0.weight=0",
+            "mix.length_edges=[10, 20]",
+        ],
     )
     assert cfg.seed == 7 and cfg.clean.allow_english_fallback is True
     assert cfg.sft_sources[0].weight == 0.0 and cfg.mix.length_edges == [10, 20]
@@ -64,7 +71,7 @@ def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
         load_config(DataConfig, path, ["clean.nope=1"])
     with pytest.raises(ConfigError, match="list index '5' out of range"):
         load_config(DataConfig, path, ["sft_sources.5.weight=0"])
-    with pytest.raises(ConfigError, match="not of the form key.path=value"):
+    with pytest.raises(ConfigError, match=r"not of the form key\.path=value"):
         parse_override("seed")
 
 
@@ -79,5 +86,12 @@ def test_bad_files(tmp_path: Path) -> None:
 
 def test_help_lists_every_key() -> None:
     text = "\n".join(describe_fields(DataConfig))
-    for key in ("raw_dir", "val_fraction", "clean.min_chars", "clean.allow_english_fallback", "mix.when_exhausted", "aliases"):
+    for key in (
+        "raw_dir",
+        "val_fraction",
+        "clean.min_chars",
+        "clean.allow_english_fallback",
+        "mix.when_exhausted",
+        "aliases",
+    ):
         assert f"  {key} (" in text, key

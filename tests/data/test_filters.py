@@ -68,8 +68,12 @@ def test_chinese_share_drops_or_tags_english() -> None:
 def test_pair_parts_fail_on_any_part_and_name_the_first() -> None:
     parts = ("prompt", "chosen", "rejected")
     texts = [
-        "请解释分数。", "分数表示整体的一部分。", "不知道",  # prompt 6 < 8, rejected 3 < 8
-        "什么是质数？请举例。", "只能被1和它本身整除的数，如2、3、5。", "质数就是奇数，比如9也是。",
+        "请解释分数。",
+        "分数表示整体的一部分。",
+        "不知道",  # prompt 6 < 8, rejected 3 < 8
+        "什么是质数？请举例。",
+        "只能被1和它本身整除的数，如2、3、5。",
+        "质数就是奇数，比如9也是。",
     ]
     batch = view(texts, parts)
     failures = LengthFilter(8, 2048).apply(batch)

@@ -85,6 +85,7 @@ def test_deterministic_per_seed_and_epoch() -> None:
 
 def test_works_as_a_torch_sampler() -> None:
     import torch
+
     data = list(range(40))
     sampler = MixedBucketSampler(["zh"] * 30 + ["en"] * 10, [3] * 40, seed=0)
     loader = torch.utils.data.DataLoader(data, batch_size=8, sampler=sampler)

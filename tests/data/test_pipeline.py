@@ -16,7 +16,14 @@ from k12tune.data.pipeline import prepare_data
 from k12tune.errors import DataError
 from k12tune.manifest import verify_manifest
 
-OUTPUTS = ("sft_train.jsonl", "sft_val.jsonl", "pref_train.jsonl", "pref_val.jsonl", "rejected.jsonl", "report.json")
+OUTPUTS = (
+    "sft_train.jsonl",
+    "sft_val.jsonl",
+    "pref_train.jsonl",
+    "pref_val.jsonl",
+    "rejected.jsonl",
+    "report.json",
+)
 
 
 def link_sources(raw: Path, shared: Path, layout: dict[str, list[str]]) -> None:
@@ -72,17 +79,25 @@ def test_real_sample_data_end_to_end(real_config: DataConfig, shared_data: Path)
     dupes = collections.Counter(Path(r["file"]).name for r in rejected if r["rule"] == "duplicate")
     assert dupes["alpaca_zh_demo.json"] == 5
     assert dupes["prompt_response_zh.jsonl"] == 52
-    pr_dupe_lines = sorted(r["line"] for r in rejected if r["rule"] == "duplicate" and "prompt_response" in r["file"])
+    pr_dupe_lines = sorted(
+        r["line"] for r in rejected if r["rule"] == "duplicate" and "prompt_response" in r["file"]
+    )
     assert pr_dupe_lines == [8, 97, *range(101, 151)]
     # English is dropped without the fallback; tool turns are rejected with a reason.
     assert sft["sources"]["en"]["kept"] == 0
     tool_rules = sft["sources"]["tools"]["rules"]
     glaive = json.loads((shared_data / "sft" / "glaive_toolcall_zh_demo.json").read_text(encoding="utf-8"))
-    with_tools = sum(any(t["from"] not in {"human", "gpt", "system"} for t in r["conversations"]) for r in glaive)
+    with_tools = sum(
+        any(t["from"] not in {"human", "gpt", "system"} for t in r["conversations"]) for r in glaive
+    )
     assert tool_rules["unsupported_role"] == with_tools
     # Over-long pairs are counted under the length rule, naming the part.
     assert pref["rules"]["length"] > 0
-    assert all(r["detail"].split(":")[0] in {"prompt", "chosen", "rejected"} for r in rejected if r["stage"] == "pref" and r["rule"] == "length")
+    assert all(
+        r["detail"].split(":")[0] in {"prompt", "chosen", "rejected"}
+        for r in rejected
+        if r["stage"] == "pref" and r["rule"] == "length"
+    )
     # Records carry id, source, lang; pairs keep system turns and multi-turn history.
     train = read_jsonl(out / "pref_train.jsonl")
     assert all(set(r) == {"id", "source", "lang", "prompt", "chosen", "rejected"} for r in train)
@@ -155,7 +170,7 @@ def test_a_failed_run_leaves_no_manifest_and_keeps_old_outputs(
     assert not (out / "manifest.json").exists()
     assert (out / "sft_train.jsonl").read_bytes() == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # staging removed
-    with pytest.raises(DataError, match="manifest.json is missing"):
+    with pytest.raises(DataError, match=r"manifest\.json is missing"):
         verify_manifest(out, "prepare_data")
 
 
@@ -171,7 +186,10 @@ def test_manifest_detects_a_changed_output(real_config: DataConfig) -> None:
 def test_bad_input_is_counted_not_fatal(tmp_path: Path) -> None:
     raw = tmp_path / "raw" / "bad"
     raw.mkdir(parents=True)
-    good = {"instruction": "请解释什么是分数，并举一个例子。", "output": "分数表示把一个整体平均分成若干份，其中的一份或几份，例如二分之一。"}
+    good = {
+        "instruction": "请解释什么是分数，并举一个例子。",
+        "output": "分数表示把一个整体平均分成若干份，其中的一份或几份，例如二分之一。",
+    }
     lines = [
         json.dumps(good, ensure_ascii=False).encode(),
         b'{"instruction": "broken',
@@ -182,7 +200,13 @@ def test_bad_input_is_counted_not_fatal(tmp_path: Path) -> None:
     ]
     (raw / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (raw / "empty.jsonl").write_bytes(b"")
-    cfg = DataConfig(raw_dir=str(tmp_path / "raw"), out_dir=str(tmp_path / "out"), sft_sources=[{"name": "bad"}], pref_sources=[], val_fraction=0)
+    cfg = DataConfig(
+        raw_dir=str(tmp_path / "raw"),
+        out_dir=str(tmp_path / "out"),
+        sft_sources=[{"name": "bad"}],
+        pref_sources=[],
+        val_fraction=0,
+    )
     report = prepare_data(cfg)
     rejected = read_jsonl(Path(cfg.out_dir) / "rejected.jsonl")
     assert [(r["line"], r["rule"]) for r in rejected] == [
@@ -200,6 +224,13 @@ def test_folder_without_data_files_is_a_clear_error(tmp_path: Path) -> None:
     folder = tmp_path / "raw" / "notes"
     folder.mkdir(parents=True)
     (folder / "readme.txt").write_text("no data here")
-    cfg = DataConfig(raw_dir=str(tmp_path / "raw"), out_dir=str(tmp_path / "out"), sft_sources=[{"name": "notes"}], pref_sources=[])
-    with pytest.raises(DataError, match=r"notes holds no \.jsonl/\.json/\.parquet files \(found: readme\.txt\)"):
+    cfg = DataConfig(
+        raw_dir=str(tmp_path / "raw"),
+        out_dir=str(tmp_path / "out"),
+        sft_sources=[{"name": "notes"}],
+        pref_sources=[],
+    )
+    with pytest.raises(
+        DataError, match=r"notes holds no \.jsonl/\.json/\.parquet files \(found: readme\.txt\)"
+    ):
         prepare_data(cfg)

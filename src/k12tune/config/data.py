@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -12,7 +13,9 @@ from k12tune.data.specs import PREF_SPECS, SFT_SPECS, SourceSpec
 
 
 class CleanConfig(StrictModel):
-    min_chars: int = Field(default=8, ge=0, description="Shortest text kept, in code points (see filters.py).")
+    min_chars: int = Field(
+        default=8, ge=0, description="Shortest text kept, in code points (see filters.py)."
+    )
     max_chars: int = Field(default=2048, ge=1, description="Longest text kept, in code points.")
     max_rep_ratio_4gram: float = Field(
         default=0.6, ge=0, le=1, description="Largest share of 4-gram occurrences that repeat in the text."
@@ -21,7 +24,8 @@ class CleanConfig(StrictModel):
         default=0.3, ge=0, le=1, description="Smallest share of CJK ideographs among letters."
     )
     allow_english_fallback: bool = Field(
-        default=False, description="Keep records under min_zh_share, tagged lang: en, instead of dropping them."
+        default=False,
+        description="Keep records under min_zh_share, tagged lang: en, instead of dropping them.",
     )
 
     @model_validator(mode="after")
@@ -33,7 +37,10 @@ class CleanConfig(StrictModel):
 
 class MixConfig(StrictModel):
     zh_ratio: float = Field(
-        default=0.7, ge=0, le=1, description="Share of Chinese records in the training stream while both pools last."
+        default=0.7,
+        ge=0,
+        le=1,
+        description="Share of Chinese records in the training stream while both pools last.",
     )
     length_edges: list[int] = Field(
         default_factory=lambda: [256, 512, 1024],
@@ -48,19 +55,25 @@ class MixConfig(StrictModel):
     @field_validator("length_edges")
     @classmethod
     def _increasing(cls, edges: list[int]) -> list[int]:
-        if any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or any(e <= 0 for e in edges):
+        if any(b <= a for a, b in pairwise(edges)) or any(e <= 0 for e in edges):
             raise ValueError(f"length_edges must be positive and strictly increasing, got {edges}")
         return edges
 
 
 class DataConfig(StrictModel):
-    raw_dir: str = Field(default="data_raw", description="Folder holding one sub-folder of raw files per source.")
+    raw_dir: str = Field(
+        default="data_raw", description="Folder holding one sub-folder of raw files per source."
+    )
     out_dir: str = Field(default="data_proc", description="Where the JSONL files, report and manifest go.")
-    seed: int = Field(default=42, description="Seed of the mixing sampler (the val split does not depend on it).")
+    seed: int = Field(
+        default=42, description="Seed of the mixing sampler (the val split does not depend on it)."
+    )
     val_fraction: float = Field(
         default=0.02, ge=0, lt=1, description="Share of records, chosen by id hash, that go to the val files."
     )
-    batch_size: int = Field(default=2048, ge=1, description="Records processed together (vectorised statistics).")
+    batch_size: int = Field(
+        default=2048, ge=1, description="Records processed together (vectorised statistics)."
+    )
     sft_sources: list[SourceSpec] = Field(default_factory=lambda: [s.model_copy() for s in SFT_SPECS])
     pref_sources: list[SourceSpec] = Field(default_factory=lambda: [s.model_copy() for s in PREF_SPECS])
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")

@@ -200,7 +200,9 @@ def _answer(raw: Mapping[str, Any], field: str, aliases: AliasTable) -> tuple[Me
         return {"role": "assistant", "content": _text(value, name)}, []
     turns = [_message(value, name)] if isinstance(value, dict) else _turns(value, name)
     if turns[-1]["role"] != "assistant":
-        raise ConversionError("bad_turn_order", f"{name}: the answer turn is {turns[-1]['role']}, expected assistant")
+        raise ConversionError(
+            "bad_turn_order", f"{name}: the answer turn is {turns[-1]['role']}, expected assistant"
+        )
     return turns[-1], turns[:-1]
 
 
@@ -219,7 +221,9 @@ def to_pref(raw: Any, origin: Origin, aliases: AliasTable) -> PrefRecord:
         prompt = _user_prompt(raw, aliases)
     if prompt is None:
         if not chosen_prefix:
-            raise ConversionError("missing_field", f"prompt (tried {', '.join(aliases['prompt'])}, conversations)")
+            raise ConversionError(
+                "missing_field", f"prompt (tried {', '.join(aliases['prompt'])}, conversations)"
+            )
         if chosen_prefix != rejected_prefix:
             raise ConversionError("bad_turn_order", "chosen and rejected carry different implicit prompts")
         prompt = chosen_prefix

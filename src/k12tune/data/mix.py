@@ -55,7 +55,9 @@ class MixedBucketSampler:
         if len(langs) != len(lengths):
             raise ValueError(f"langs ({len(langs)}) and lengths ({len(lengths)}) differ in length")
         self.is_zh = np.asarray(langs) == "zh"
-        self.bucket = np.searchsorted(np.asarray(length_edges), np.asarray(lengths, dtype=np.int64), side="right")
+        self.bucket = np.searchsorted(
+            np.asarray(length_edges), np.asarray(lengths, dtype=np.int64), side="right"
+        )
         self.n_buckets = len(length_edges) + 1
         self.zh_ratio = zh_ratio
         self.seed = seed
@@ -128,7 +130,9 @@ class MixedBucketSampler:
             merged = merged[: int(np.searchsorted(keys[order], cutoff, side="right"))]
         return merged
 
-    def _cycled(self, stream: np.ndarray, members: np.ndarray, needed: int, rng: np.random.Generator) -> np.ndarray:
+    def _cycled(
+        self, stream: np.ndarray, members: np.ndarray, needed: int, rng: np.random.Generator
+    ) -> np.ndarray:
         rounds = [stream]
         total = len(stream)
         while total < needed:

@@ -17,7 +17,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,10 @@ class BatchProcessor:
         return kept, [r for _, r in rejected]
 
     def _judge(
-        self, records: list[SFTRecord | PrefRecord], positions: list[int], rejected: list[tuple[int, Rejection]]
+        self,
+        records: list[SFTRecord | PrefRecord],
+        positions: list[int],
+        rejected: list[tuple[int, Rejection]],
     ) -> list[Kept]:
         n_parts = len(self.parts)
         texts = [text for record in records for text in part_texts(record)]
@@ -149,7 +152,12 @@ class BatchProcessor:
             forms = dedup_parts(record)
             if self.pair_filter is not None and not self.pair_filter.passes(forms[1], forms[2]):
                 rejected.append(
-                    (positions[i], Rejection(record.origin, "pair_identical", "chosen equals rejected", _payload(record)))
+                    (
+                        positions[i],
+                        Rejection(
+                            record.origin, "pair_identical", "chosen equals rejected", _payload(record)
+                        ),
+                    )
                 )
                 continue
             key = digest(forms)
@@ -157,7 +165,9 @@ class BatchProcessor:
             if not self.dedup.first_seen(key):
                 self.dedup_counts.dropped += 1
                 detail = f"same normalised text as record {record_id(key)}"
-                rejected.append((positions[i], Rejection(record.origin, "duplicate", detail, _payload(record))))
+                rejected.append(
+                    (positions[i], Rejection(record.origin, "duplicate", detail, _payload(record)))
+                )
                 continue
             self.dedup_counts.kept += 1
             record.lang = view.lang[i]
@@ -287,7 +297,11 @@ def run_stage(
                         source.rejected += 1
                         source.rules["weight"] += 1
                         detail = f"not drawn at source weight {spec.weight}"
-                        rejects.write(_reject_line(stage, Rejection(item.record.origin, "weight", detail, _payload(item.record))))
+                        rejects.write(
+                            _reject_line(
+                                stage, Rejection(item.record.origin, "weight", detail, _payload(item.record))
+                            )
+                        )
                         continue
                     spill.add(line, item.record.lang, item.length, n_copies)
                     tally.train_records += 1
@@ -338,7 +352,7 @@ def stage_report(tally: StageTally, processor: BatchProcessor) -> dict[str, Any]
     if processor.pair_filter is not None:
         filters[processor.pair_filter.name] = vars(processor.pair_filter.counts)
     filters["duplicate"] = vars(processor.dedup_counts)
-    labels = [f"[{a},{b})" for a, b in zip(LENGTH_HIST_EDGES, LENGTH_HIST_EDGES[1:], strict=False)]
+    labels = [f"[{a},{b})" for a, b in pairwise(LENGTH_HIST_EDGES)]
     labels.append(f"[{LENGTH_HIST_EDGES[-1]},inf)")
     return {
         "read": read,
@@ -366,7 +380,10 @@ def _warn_on_hints(stage: str, report: dict[str, Any]) -> None:
         if (src["lang_hint"] == "zh" and share < 0.5) or (src["lang_hint"] == "en" and share > 0.5):
             log.warning(
                 "%s: source %s is hinted %s but %.0f%% of its kept records are Chinese",
-                stage, name, src["lang_hint"], 100 * share,
+                stage,
+                name,
+                src["lang_hint"],
+                100 * share,
             )
 
 
@@ -389,7 +406,9 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
         atomic_write_bytes(staging / REPORT, report_bytes)
         names = [name for stage in STAGES for name in output_names(stage)] + [REJECTED, REPORT]
         publish(staging, out_dir, names)
-    counts = {stage: {k: report[stage][k] for k in ("read", "kept", "rejected", "train_lines")} for stage in STAGES}
+    counts = {
+        stage: {k: report[stage][k] for k in ("read", "kept", "rejected", "train_lines")} for stage in STAGES
+    }
     write_manifest(
         out_dir,
         stage="prepare_data",
@@ -400,4 +419,3 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
         libraries=LIBRARIES,
     )
     return report
-

@@ -35,14 +35,17 @@ def estimate_records(path: Path, sample_lines: list[int]) -> tuple[int, bool]:
     return round(size / bytes_per_line / lines_per_record), False
 
 
-def _source_lines(spec: SourceSpec, cfg: DataConfig, processor: BatchProcessor, sample_size: int) -> list[str]:
+def _source_lines(
+    spec: SourceSpec, cfg: DataConfig, processor: BatchProcessor, sample_size: int
+) -> list[str]:
     if spec.weight == 0:
         return [f"  {spec.name}: weight 0, not opened"]
     folder = local_dir(spec, cfg.raw_dir)
     if not folder.exists():
         subsets = ", ".join(spec.subsets) if spec.subsets else "default"
         return [
-            f"  {spec.name}: hub {spec.hub_id} (subsets: {subsets}; split {spec.split}), weight {spec.weight}; "
+            f"  {spec.name}: hub {spec.hub_id} (subsets: {subsets}; split {spec.split}), "
+            f"weight {spec.weight}; "
             f"not contacted in a dry run (no local folder {folder})"
         ]
     lines = [f"  {spec.name}: local {folder}, weight {spec.weight}, hint {spec.lang_hint}"]
@@ -56,11 +59,14 @@ def _source_lines(spec: SourceSpec, cfg: DataConfig, processor: BatchProcessor, 
         kept += len(batch_kept)
         sampled += len(items)
         rules.update(r.rule for r in rejected)
-        lines.append(f"    {path} ({path.stat().st_size:,} bytes): {'' if is_exact else '~'}{count:,} records")
+        lines.append(
+            f"    {path} ({path.stat().st_size:,} bytes): {'' if is_exact else '~'}{count:,} records"
+        )
     share = f"{kept / sampled:.0%}" if sampled else "n/a"
     why = ", ".join(f"{rule} {n}" for rule, n in rules.most_common()) or "none"
     lines.append(
-        f"    total {'' if exact else '~'}{total:,} records; sample of {sampled}: {share} kept (dropped: {why})"
+        f"    total {'' if exact else '~'}{total:,} records; "
+        f"sample of {sampled}: {share} kept (dropped: {why})"
     )
     return lines
 

@@ -76,7 +76,9 @@ def find_data_files(folder: Path) -> list[Path]:
 
 
 def _progress(path: Path) -> tqdm:
-    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, disable=None, leave=False)
+    return tqdm(
+        total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, disable=None, leave=False
+    )
 
 
 def _parse_line(line: bytes, origin: Origin) -> RawItem:
@@ -160,7 +162,7 @@ class _ArrayReader:
             if buf.startswith("\ufeff"):
                 pos = 1
             skip_ws()
-            if not buf[pos:pos + 1] == "[":
+            if not buf[pos : pos + 1] == "[":
                 raise DataError(f"{name}:{line}: expected a JSON array starting with '['")
             pos += 1
             count = 0
@@ -274,7 +276,9 @@ def iter_hub(spec: SourceSpec) -> Iterator[RawItem]:
                 f"source {spec.name}: cannot load {where} ({type(exc).__name__}: {exc}); on a machine "
                 f"without hub access put its files under data_raw/{spec.name}/"
             ) from None
-        for row, value in enumerate(tqdm(dataset, desc=where, unit="rec", disable=None, leave=False), start=1):
+        for row, value in enumerate(
+            tqdm(dataset, desc=where, unit="rec", disable=None, leave=False), start=1
+        ):
             yield RawItem(value, Origin(spec.name, where, row))
 
 

@@ -20,7 +20,8 @@ class SourceSpec(StrictModel):
         default=None, description="Hub dataset id (or a local dataset folder) used when no local files exist."
     )
     subsets: list[str] | None = Field(
-        default=None, description="Hub configuration names to load, e.g. [en, zh]; null loads the default one."
+        default=None,
+        description="Hub configuration names to load, e.g. [en, zh]; null loads the default one.",
     )
     split: str = Field(default="train", description="Hub split to read.")
     local_dir: str | None = Field(

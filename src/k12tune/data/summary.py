@@ -16,11 +16,15 @@ def summarise(cfg: DataConfig, report: dict[str, Any], seconds: float) -> str:
     lines = [f"prepare_data finished in {seconds:.1f} s"]
     for stage in STAGES:
         r = report[stage]
-        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(r["rules"].items(), key=lambda kv: -kv[1])) or "none"
+        rules = (
+            ", ".join(f"{rule} {n}" for rule, n in sorted(r["rules"].items(), key=lambda kv: -kv[1]))
+            or "none"
+        )
         zh = r["train_zh_share"]
         lines.append(
             f"  {stage}: read {r['read']:,} = kept {r['kept']:,} + rejected {r['rejected']:,}; "
-            f"train {r['train_lines']:,} lines ({'' if zh is None else f'{zh:.0%} zh'}), val {r['val_records']:,}"
+            f"train {r['train_lines']:,} lines ({'' if zh is None else f'{zh:.0%} zh'}), "
+            f"val {r['val_records']:,}"
         )
         lines.append(f"    rejected by rule: {rules}")
     lines.append("wrote:")
