@@ -611,8 +611,7 @@ def test_real_dpo_files_all_convert(name):
         assert rec.chosen == [asst(clean_text(row["chosen"]["value"]))]
         assert rec.rejected == [asst(clean_text(row["rejected"]["value"]))]
         assert [m["role"] for m in rec.prompt] == [
-            {"system": "system", "human": "user", "gpt": "assistant"}[t["from"]]
-            for t in row["conversations"]
+            {"system": "system", "human": "user", "gpt": "assistant"}[t["from"]] for t in row["conversations"]
         ]
 
 

@@ -1,4 +1,4 @@
-"""Readers: JSONL / JSON array / Parquet files and hub datasets -> RawItems with exact provenance."""
+"""Readers: JSONL, JSON array and Parquet files and hub datasets -> RawItems with provenance."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_jsonl_lines_blank_lines_and_hash(tmp_path, chunk):
         '{"q": "二 😀", "n": 2}\n'  # line 3
         "   \t\n"  # line 4: blank (white space only)
         "\n"  # line 5: blank
-        '[1, 2]\r\n'  # line 6: CRLF line end, a non-object value is still read
+        "[1, 2]\r\n"  # line 6: CRLF line end, a non-object value is still read
         '{"q": "last", "n": 3}'  # line 7: no trailing newline
     )
     path.write_bytes(content.encode("utf-8"))
@@ -128,7 +128,10 @@ def test_json_suffix_holding_json_lines_is_read_as_jsonl(tmp_path, chunk):
     path.write_text('{"n": 1}\n\n{"n": 2}\n', encoding="utf-8")
     stats = ReadStats()
     items = read(path, stats)
-    assert [(i.value, i.origin.line, i.error) for i in items] == [({"n": 1}, 1, None), ({"n": 2}, 3, None)]
+    assert [(i.value, i.origin.line, i.error) for i in items] == [
+        ({"n": 1}, 1, None),
+        ({"n": 2}, 3, None),
+    ]
     assert stats.blank_lines == 1
 
 
@@ -142,9 +145,13 @@ def test_jsonl_source_name_in_origin(tmp_path):
 # --- JSON arrays --------------------------------------------------------------------------------
 
 ELEMENTS: list[Any] = [
-    {"instruction": "介绍一下光合作用", "input": "", "output": "植物利用光能，把二氧化碳和水\n变成有机物。"},
+    {
+        "instruction": "介绍一下光合作用",
+        "input": "",
+        "output": "植物利用光能，把二氧化碳和水\n变成有机物。",
+    },
     {"q": "emoji 😀🎉 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "nested": {"list": [1, 2.5, None, True, False], "empty": {}}},
-    "a bare string element with \"quotes\" and a ] bracket, and a , comma",
+    'a bare string element with "quotes" and a ] bracket, and a , comma',
     12345678901234567890,
     [],
     {"long": "长" * 40, "tags": ["数学", "物理", "化学"]},
@@ -209,7 +216,11 @@ def test_json_array_elements_separated_by_blank_lines_and_crlf(tmp_path, chunk):
     path = tmp_path / "crlf.json"
     path.write_bytes(b'[\r\n  {"n": 1},\r\n\r\n  {"n": 2}\r\n  ,{"n": 3}]\r\n')
     items = read(path)
-    assert [(i.value, i.origin.line) for i in items] == [({"n": 1}, 2), ({"n": 2}, 4), ({"n": 3}, 5)]
+    assert [(i.value, i.origin.line) for i in items] == [
+        ({"n": 1}, 2),
+        ({"n": 2}, 4),
+        ({"n": 3}, 5),
+    ]
 
 
 def test_json_array_empty_array(tmp_path, chunk):
@@ -233,7 +244,9 @@ def malformed_cases() -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize(("text", "what"), malformed_cases())
+@pytest.mark.parametrize(
+    ("text", "what"), malformed_cases(), ids=["error_on_third_line", "unfinished", "first_element"]
+)
 def test_json_array_malformed_element_names_file_and_line(tmp_path, chunk, text, what):
     path = tmp_path / "broken.json"
     path.write_text(text, encoding="utf-8")
@@ -306,7 +319,7 @@ def test_json_array_non_object_elements_are_items(tmp_path):
 
 
 def test_parquet_rows_in_order(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [{"prompt": f"问题 {i}", "response": f"回答 {i}", "n": i} for i in range(5000)]
@@ -399,7 +412,8 @@ def test_find_data_files_empty_folder(tmp_path):
 @pytest.fixture
 def offline_hub(tmp_path, monkeypatch):
     """Hub access off (env and the already-imported config), caches under tmp_path."""
-    datasets = pytest.importorskip("datasets")
+    import datasets
+    import datasets.config
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -417,7 +431,8 @@ def _no_hub(*args, **kwargs):
 
 
 def test_iter_source_local_folder_under_raw_dir(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setattr(datasets, "load_dataset", _no_hub)
     raw_dir = tmp_path / "data_raw"
     folder = raw_dir / "my_src"
@@ -441,7 +456,8 @@ def test_iter_source_local_folder_under_raw_dir(tmp_path, monkeypatch):
 
 
 def test_iter_source_local_dir_overrides_raw_dir(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setattr(datasets, "load_dataset", _no_hub)
     folder = tmp_path / "elsewhere"
     folder.mkdir()
@@ -452,7 +468,8 @@ def test_iter_source_local_dir_overrides_raw_dir(tmp_path, monkeypatch):
 
 
 def test_iter_source_existing_folder_without_data_is_an_error(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setattr(datasets, "load_dataset", _no_hub)
     folder = tmp_path / "data_raw" / "src"
     folder.mkdir(parents=True)

@@ -143,10 +143,8 @@ class _ArrayReader:
                 hasher.update(chunk)
                 bar.update(len(chunk))
                 buf = buf[pos:] + utf8.decode(chunk, final=not chunk)
-                if not chunk:
-                    return False
                 pos = 0
-                return True
+                return bool(chunk)
 
             def skip_ws() -> None:
                 nonlocal pos, line, eof
