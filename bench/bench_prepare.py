@@ -9,7 +9,7 @@
 2. Floor: a subprocess that only parses every line of the same files with the fastest JSON
    parser installed (each candidate is timed on the first file; the fastest is used).
 3. Stage: a subprocess that runs `prepare_data` on the same files with the shipped defaults.
-Prints records/s and peak RSS (the subprocess's ru_maxrss) of both, and the ratio
+Prints records/s and peak RSS (each subprocess's own VmHWM) of both, and the ratio
 stage time / floor time. Not a timed test: run it by hand and report the figures.
 """
 
@@ -118,8 +118,8 @@ for path in sys.argv[1:]:
                 except Exception:
                     pass
                 n += 1
-import resource
-print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+{peak}
+print(n, time.perf_counter() - t, peak_kib())
 """
 
 STAGE = """
@@ -128,14 +128,22 @@ from k12tune.config.data import DataConfig
 from k12tune.data.pipeline import prepare_data
 logging.disable(logging.WARNING)
 cfg = DataConfig(
-    raw_dir=sys.argv[1], out_dir=sys.argv[2], sft_sources=[{"name": "synthetic"}], pref_sources=[]
+    raw_dir=sys.argv[1], out_dir=sys.argv[2], sft_sources=[{{"name": "synthetic"}}], pref_sources=[]
 )
 t = time.perf_counter()
 report = prepare_data(cfg)
 elapsed = time.perf_counter() - t
-import resource
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(report["sft"]["read"], elapsed, peak, report["sft"]["kept"], report["sft"]["rejected"])
+{peak}
+print(report["sft"]["read"], elapsed, peak_kib(), report["sft"]["kept"], report["sft"]["rejected"])
+"""
+
+# The child's own peak resident memory. Not ru_maxrss: Linux carries the parent's value
+# across fork + exec, so every child would report at least the generator's peak.
+PEAK = """
+def peak_kib():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1])
 """
 
 
@@ -151,7 +159,7 @@ def fastest_parser(sample: Path) -> str:
     timings = {}
     for name, setup in PARSERS.items():
         try:
-            fields = run_child(FLOOR.format(setup=setup), [str(sample)])
+            fields = run_child(FLOOR.format(setup=setup, peak=PEAK), [str(sample)])
         except RuntimeError:
             continue  # not installed
         timings[name] = float(fields[1])
@@ -178,8 +186,8 @@ def main() -> None:
     print(f"corpus: {n_records:,} records, {n_bytes / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s")
     files = sorted(str(p) for p in (raw / "synthetic").glob("*.jsonl"))
     name = fastest_parser(Path(files[0]))
-    floor_fields = run_child(FLOOR.format(setup=PARSERS[name]), files)
-    stage_fields = run_child(STAGE, [str(raw), str(out)])
+    floor_fields = run_child(FLOOR.format(setup=PARSERS[name], peak=PEAK), files)
+    stage_fields = run_child(STAGE.format(peak=PEAK), [str(raw), str(out)])
     floor_s, stage_s = float(floor_fields[1]), float(stage_fields[1])
     floor_rss, stage_rss = int(floor_fields[2]) / 1024, int(stage_fields[2]) / 1024  # KiB -> MiB
     rows = [

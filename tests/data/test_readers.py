@@ -258,28 +258,21 @@ def test_json_array_malformed_element_names_file_and_line(tmp_path, chunk, text,
     assert str(info.value) == f"{path}:{expected.value.lineno}: {what}: {expected.value.msg}"
 
 
-def test_json_array_missing_comma(tmp_path, chunk):
-    path = tmp_path / "nocomma.json"
-    path.write_text('[\n  {"a": 1},\n  {"b": 2}\n  {"c": 3}\n]\n', encoding="utf-8")
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ('[\n  {"a": 1},\n  {"b": 2}\n  {"c": 3}\n]\n', 4, "expected ',' or ']' between array elements"),
+        ('[\n  {"a": 1},\n  {"b": 2}\n\n', 5, "JSON array is not closed with ']'"),
+        ('[\n  {"a": 1}\n]\n\nextra\n', 5, "unexpected data after the closing ']'"),
+    ],
+    ids=["missing_comma", "not_closed", "trailing_data"],
+)
+def test_json_array_structure_errors_name_file_and_line(tmp_path, chunk, text, line, message):
+    path = tmp_path / "broken.json"
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(DataError) as info:
         read(path)
-    assert str(info.value) == f"{path}:4: expected ',' or ']' between array elements"
-
-
-def test_json_array_not_closed(tmp_path, chunk):
-    path = tmp_path / "open.json"
-    path.write_text('[\n  {"a": 1},\n  {"b": 2}\n\n', encoding="utf-8")
-    with pytest.raises(DataError) as info:
-        read(path)
-    assert str(info.value) == f"{path}:5: JSON array is not closed with ']'"
-
-
-def test_json_array_trailing_data(tmp_path, chunk):
-    path = tmp_path / "trailing.json"
-    path.write_text('[\n  {"a": 1}\n]\n\nextra\n', encoding="utf-8")
-    with pytest.raises(DataError) as info:
-        read(path)
-    assert str(info.value) == f"{path}:5: unexpected data after the closing ']'"
+    assert str(info.value) == f"{path}:{line}: {message}"
 
 
 def test_json_array_invalid_utf8_element_rejected_others_load(tmp_path, chunk):
