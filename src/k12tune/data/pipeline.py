@@ -12,7 +12,7 @@ and only their offset, language and length stay in memory until the sampler has 
 from __future__ import annotations
 
 import logging
-import mmap
+import os
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -220,11 +220,11 @@ class TrainSpill:
         with open(out_path, "wb") as out:
             if self.offset == 0:
                 return 0
-            with open(self.path, "rb") as spill, mmap.mmap(spill.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                offsets, sizes = self.offsets, self.sizes
+            # pread, not mmap: a mapped spill file would count as resident memory for its size.
+            with open(self.path, "rb") as spill:
+                fd, offsets, sizes = spill.fileno(), self.offsets, self.sizes
                 for idx in order.tolist():
-                    start = offsets[idx]
-                    out.write(mm[start : start + sizes[idx]])
+                    out.write(os.pread(fd, sizes[idx], offsets[idx]))
         self.path.unlink()
         return len(order)
 
