@@ -90,7 +90,6 @@ def test_help_and_stage_list(tmp_path: Path) -> None:
     result = run([sys.executable, "-m", "scripts.prepare_data", "--help"], tmp_path)
     assert result.returncode == 0
     assert "--dry-run" in result.stdout and "clean.max_rep_ratio_4gram" in result.stdout
-    result = run([sys.executable, "-m", "k12tune.cli"], tmp_path)
     console = Path(sys.executable).with_name("k12tune")
     result = run([str(console)], tmp_path)
     assert result.returncode == 0 and "prepare_data" in result.stdout

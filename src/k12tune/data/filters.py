@@ -11,7 +11,7 @@ cleaned contents joined with "\\n" (see `pipeline.part_texts`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class BatchView:
     stats: TextStats
     part_index: dict[str, np.ndarray]
     alive: np.ndarray  # bool per record: not yet dropped
-    lang: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    lang: np.ndarray  # object array of "zh" / "en" per record
 
 
 class TextFilter(ABC):

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,5 +289,3 @@ def iter_source(spec: SourceSpec, raw_dir: str | Path, stats: ReadStats) -> Iter
     else:
         yield from iter_hub(spec)
 
-
-Opener = Callable[[SourceSpec, "str | Path", ReadStats], Iterator[RawItem]]
