@@ -288,4 +288,3 @@ def iter_source(spec: SourceSpec, raw_dir: str | Path, stats: ReadStats) -> Iter
             yield from iter_file(path, spec.name, stats)
     else:
         yield from iter_hub(spec)
-
