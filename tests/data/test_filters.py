@@ -13,19 +13,11 @@ from k12tune.data.filters import (
     build_filters,
 )
 from k12tune.data.normalize import clean_text, dedup_form
-from k12tune.data.textstats import text_stats
 from k12tune.records import Origin, PrefRecord, SFTRecord
 
 
 def view(texts: list[str], parts: tuple[str, ...] = ("conversation",)) -> BatchView:
-    n = len(texts) // len(parts)
-    base = np.arange(n) * len(parts)
-    return BatchView(
-        stats=text_stats(texts),
-        part_index={name: base + k for k, name in enumerate(parts)},
-        alive=np.ones(n, dtype=bool),
-        lang=np.full(n, "zh", dtype=object),
-    )
+    return BatchView.of(texts, parts)
 
 
 def test_length_filter_bounds_are_inclusive_and_counted() -> None:
@@ -89,8 +81,16 @@ def test_english_fallback_pair_is_chinese_only_when_all_parts_are() -> None:
 
 def test_build_filters_order_follows_config() -> None:
     rules = build_filters(CleanConfig(min_chars=2, max_chars=10))
-    assert [r.name for r in rules] == ["length", "repetition", "zh_share"]
+    assert [r.name for r in rules] == ["length", "zh_share", "repetition"]
     assert (rules[0].min_chars, rules[0].max_chars) == (2, 10)
+
+
+def test_repetition_is_measured_only_for_records_the_cheaper_rules_kept() -> None:
+    batch = view(["哈哈哈哈哈哈哈哈哈哈", "ha ha ha ha ha ha ha", "短", "光合作用是植物的过程"])
+    dropped = [[f.index for f in rule.apply(batch)] for rule in build_filters(CleanConfig(min_chars=2))]
+    assert dropped == [[2], [1], [0]]
+    # Records 1 (English) and 2 (too short) were never 4-gram counted.
+    assert np.isnan(batch.stat("rep_ratio_4gram")).tolist() == [False, True, True, False]
 
 
 def test_clean_text_and_dedup_form() -> None:
@@ -107,7 +107,7 @@ def test_dedup_first_occurrence_wins_across_width_forms() -> None:
     c = SFTRecord([{"role": "user", "content": "1+1=?"}, {"role": "assistant", "content": "3"}], origin)
     d = SFTRecord([{"role": "system", "content": "1+1=?"}, {"role": "assistant", "content": "2"}], origin)
     dedup = Deduplicator()
-    seen = [dedup.first_seen(digest(dedup_parts(r))) for r in (a, b, c, d, a)]
+    seen = [dedup.first_seen(digest(parts)) for parts in dedup_parts([a, b, c, d, a])]
     assert seen == [True, False, True, True, False]  # roles are part of the key
     assert len(dedup) == 3
 
@@ -120,7 +120,7 @@ def test_identical_pair_filter_compares_dedup_forms() -> None:
         rejected=[{"role": "assistant", "content": "答案:1"}],
         origin=origin,
     )
-    forms = dedup_parts(pair)
+    [forms] = dedup_parts([pair])
     rule = DistinctPairFilter()
     assert rule.passes(forms[1], forms[2]) is False
     assert rule.passes(forms[0], forms[1]) is True

@@ -8,23 +8,30 @@ the texts themselves.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
-from k12tune.data.normalize import dedup_form
+from k12tune.data.normalize import SEPARATORS, dedup_forms
 from k12tune.records import Message, PrefRecord, SFTRecord
 
-_TURN = "\x1e"
-_FIELD = "\x1f"
+_TURN, _FIELD = SEPARATORS
 
 
 def _serialise(messages: list[Message]) -> str:
-    return _TURN.join(f"{m['role']}{_FIELD}{dedup_form(m['content'])}" for m in messages)
+    return _TURN.join(f"{m['role']}{_FIELD}{m['content']}" for m in messages)
 
 
-def dedup_parts(record: SFTRecord | PrefRecord) -> list[str]:
-    """The record's parts in dedup form: [conversation] or [prompt, chosen, rejected]."""
+def _raw_parts(record: SFTRecord | PrefRecord) -> list[str]:
     if isinstance(record, SFTRecord):
         return [_serialise(record.messages)]
     return [_serialise(record.prompt), _serialise(record.chosen), _serialise(record.rejected)]
+
+
+def dedup_parts(records: Sequence[SFTRecord | PrefRecord]) -> list[list[str]]:
+    """Each record's parts in dedup form, [conversation] or [prompt, chosen, rejected]: its
+    messages as role and `dedup_form` of the content, joined by separators."""
+    raw = [_raw_parts(record) for record in records]
+    flat = iter(dedup_forms([part for parts in raw for part in parts]))
+    return [[next(flat) for _ in parts] for parts in raw]
 
 
 def digest(parts: list[str]) -> bytes:

@@ -11,12 +11,12 @@ cleaned contents joined with "\\n" (see `pipeline.part_texts`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from k12tune.config.data import CleanConfig
-from k12tune.data.textstats import TextStats
+from k12tune.data.textstats import char_stats, rep_ratio_4gram
 
 
 @dataclass
@@ -37,13 +37,43 @@ class Failure:
 
 @dataclass
 class BatchView:
-    """What filters see of a batch: the statistics of all texts, and for each part name the
-    text index of every record (`part_index[name][i]` is record i's text for that part)."""
+    """What filters see of a batch: its texts, and for each part name the text index of every
+    record (`part_index[name][i]` is record i's text for that part). Statistics are computed
+    on first use and only for the texts of records still alive, so a record dropped by a
+    cheap rule never costs the 4-gram count."""
 
-    stats: TextStats
+    texts: list[str]
     part_index: dict[str, np.ndarray]
     alive: np.ndarray  # bool per record: not yet dropped
     lang: np.ndarray  # object array of "zh" / "en" per record
+    _stats: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, texts: list[str], parts: tuple[str, ...]) -> BatchView:
+        """A batch whose record i owns texts i*len(parts) .. i*len(parts)+len(parts)-1."""
+        n_records = len(texts) // len(parts)
+        base = np.arange(n_records) * len(parts)
+        return cls(
+            texts=texts,
+            part_index={name: base + k for k, name in enumerate(parts)},
+            alive=np.ones(n_records, dtype=bool),
+            lang=np.full(n_records, "zh", dtype=object),
+        )
+
+    def stat(self, name: str) -> np.ndarray:
+        """Statistic `name` (see `textstats`) per text; NaN for texts it was not computed for."""
+        if name not in self._stats:
+            if name in ("n_chars", "zh_share"):
+                self._stats["n_chars"], self._stats["zh_share"] = char_stats(self.texts)
+            elif name == "rep_ratio_4gram":
+                alive = np.flatnonzero(self.alive)
+                index = np.sort(np.concatenate([idx[alive] for idx in self.part_index.values()]))
+                values = np.full(len(self.texts), np.nan)
+                values[index] = rep_ratio_4gram([self.texts[i] for i in index.tolist()])
+                self._stats[name] = values
+            else:
+                raise KeyError(name)
+        return self._stats[name]
 
 
 class TextFilter(ABC):
@@ -54,8 +84,7 @@ class TextFilter(ABC):
     def __init__(self) -> None:
         self.counts = FilterCounts()
 
-    @abstractmethod
-    def statistic(self, stats: TextStats) -> np.ndarray: ...
+    statistic: str = ""  # the `BatchView.stat` this rule compares with its threshold
 
     @abstractmethod
     def passes(self, values: np.ndarray) -> np.ndarray: ...
@@ -65,7 +94,7 @@ class TextFilter(ABC):
 
     def apply(self, batch: BatchView) -> list[Failure]:
         """Mark failing alive records dead and return them with the first failing part named."""
-        values = self.statistic(batch.stats)
+        values = batch.stat(self.statistic)
         alive = np.flatnonzero(batch.alive)
         failed_part = np.full(len(batch.alive), -1, dtype=np.int64)
         for part_no, index in enumerate(batch.part_index.values()):
@@ -88,13 +117,11 @@ class TextFilter(ABC):
 
 class LengthFilter(TextFilter):
     name = "length"
+    statistic = "n_chars"
 
     def __init__(self, min_chars: int, max_chars: int) -> None:
         super().__init__()
         self.min_chars, self.max_chars = min_chars, max_chars
-
-    def statistic(self, stats: TextStats) -> np.ndarray:
-        return stats.n_chars
 
     def passes(self, values: np.ndarray) -> np.ndarray:
         return (values >= self.min_chars) & (values <= self.max_chars)
@@ -105,13 +132,11 @@ class LengthFilter(TextFilter):
 
 class RepetitionFilter(TextFilter):
     name = "repetition"
+    statistic = "rep_ratio_4gram"
 
     def __init__(self, max_ratio: float) -> None:
         super().__init__()
         self.max_ratio = max_ratio
-
-    def statistic(self, stats: TextStats) -> np.ndarray:
-        return stats.rep_ratio_4gram
 
     def passes(self, values: np.ndarray) -> np.ndarray:
         return values <= self.max_ratio
@@ -124,13 +149,11 @@ class ChineseShareFilter(TextFilter):
     """Drops texts under `min_share`, or with `allow_english_fallback` keeps them as lang 'en'."""
 
     name = "zh_share"
+    statistic = "zh_share"
 
     def __init__(self, min_share: float, allow_english_fallback: bool) -> None:
         super().__init__()
         self.min_share, self.fallback = min_share, allow_english_fallback
-
-    def statistic(self, stats: TextStats) -> np.ndarray:
-        return stats.zh_share
 
     def passes(self, values: np.ndarray) -> np.ndarray:
         return values >= self.min_share
@@ -145,7 +168,7 @@ class ChineseShareFilter(TextFilter):
             return failures
         # Fallback: nothing is dropped; a record is Chinese only when all its parts are.
         alive = np.flatnonzero(batch.alive)
-        values = self.statistic(batch.stats)
+        values = batch.stat(self.statistic)
         chinese = np.ones(len(alive), dtype=bool)
         for index in batch.part_index.values():
             chinese &= self.passes(values[index[alive]])
@@ -157,11 +180,13 @@ class ChineseShareFilter(TextFilter):
 
 
 def build_filters(clean: CleanConfig) -> list[TextFilter]:
-    """The rules in the order they run; a record is charged to the first rule it fails."""
+    """The rules in the order they run; a record is charged to the first rule it fails.
+    Cheapest first, as in FineWeb's pipeline (language before repetition): the 4-gram count,
+    the costliest statistic, is only computed for records that passed the other two."""
     return [
         LengthFilter(clean.min_chars, clean.max_chars),
-        RepetitionFilter(clean.max_rep_ratio_4gram),
         ChineseShareFilter(clean.min_zh_share, clean.allow_english_fallback),
+        RepetitionFilter(clean.max_rep_ratio_4gram),
     ]
 
 

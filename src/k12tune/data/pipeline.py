@@ -34,7 +34,6 @@ from k12tune.data.mix import MixedBucketSampler
 from k12tune.data.readers import RawItem, ReadStats, iter_source, local_dir
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import copies, is_val, record_id
-from k12tune.data.textstats import text_stats
 from k12tune.manifest import remove_manifest, write_manifest
 from k12tune.records import Origin, PrefRecord, SFTRecord
 
@@ -129,15 +128,7 @@ class BatchProcessor:
         rejected: list[tuple[int, Rejection]],
     ) -> list[Kept]:
         n_parts = len(self.parts)
-        texts = [text for record in records for text in part_texts(record)]
-        stats = text_stats(texts)
-        base = np.arange(len(records)) * n_parts
-        view = BatchView(
-            stats=stats,
-            part_index={name: base + k for k, name in enumerate(self.parts)},
-            alive=np.ones(len(records), dtype=bool),
-            lang=np.full(len(records), "zh", dtype=object),
-        )
+        view = BatchView.of([text for record in records for text in part_texts(record)], self.parts)
         for rule in self.filters:
             for failure in rule.apply(view):
                 record = records[failure.index]
@@ -145,11 +136,11 @@ class BatchProcessor:
                 rejected.append((positions[failure.index], rejection))
         kept = []
         # SFT: the conversation; preference: prompt + the longer answer (one sequence's worth).
-        lengths = stats.n_chars.reshape(len(records), n_parts)
+        lengths = view.stat("n_chars").reshape(len(records), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
-        for i in np.flatnonzero(view.alive):
+        alive = np.flatnonzero(view.alive).tolist()
+        for i, forms in zip(alive, dedup_parts([records[i] for i in alive]), strict=True):
             record = records[i]
-            forms = dedup_parts(record)
             if self.pair_filter is not None and not self.pair_filter.passes(forms[1], forms[2]):
                 rejected.append(
                     (

@@ -29,41 +29,16 @@ Definitions (the filters and the report use exactly these):
 from __future__ import annotations
 
 import functools
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-CJK_RANGES: tuple[tuple[int, int], ...] = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF))
-_N_CODE_POINTS = 0x110000
+from k12tune.data.unicode_tables import CJK_RANGES, N_CODE_POINTS, is_cjk, unicode_tables
+
+__all__ = ["CJK_RANGES", "TextStats", "char_stats", "is_cjk", "rep_ratio_4gram", "text_stats"]
+
 _NGRAM = 4
-
-
-def is_cjk(cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
-
-
-@functools.cache
-def nfkc_class_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(cjk, letters): for every code point, how many CJK ideographs and how many letters its
-    NFKC form holds. Built once per process (about 0.3 s)."""
-    letters = np.zeros(_N_CODE_POINTS, dtype=np.uint8)
-    cjk = np.zeros(_N_CODE_POINTS, dtype=np.uint8)
-    for lo, hi in CJK_RANGES:
-        cjk[lo : hi + 1] = 1
-    for cp in range(_N_CODE_POINTS):
-        if 0xD800 <= cp <= 0xDFFF:
-            continue
-        ch = chr(cp)
-        if unicodedata.is_normalized("NFKC", ch):
-            if unicodedata.category(ch)[0] == "L":
-                letters[cp] = 1
-            continue
-        image = unicodedata.normalize("NFKC", ch)
-        letters[cp] = sum(unicodedata.category(c)[0] == "L" for c in image)
-        cjk[cp] = sum(is_cjk(ord(c)) for c in image)
-    return cjk, letters
 
 
 @dataclass(slots=True)
@@ -88,6 +63,33 @@ def _segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return csum[bounds[1:]] - csum[bounds[:-1]]
 
 
+def char_stats(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(n_chars, zh_share) of every text."""
+    cps, bounds = code_points(texts)
+    tables = unicode_tables()
+    cjk = _segment_sums(tables.cjk[cps], bounds)
+    letters = _segment_sums(tables.letters[cps], bounds)
+    zh_share = np.divide(cjk, letters, out=np.zeros(len(texts)), where=letters > 0)
+    return np.diff(bounds), zh_share
+
+
+@functools.cache
+def _renumbering_buffers() -> tuple[np.ndarray, np.ndarray]:
+    """A per-code-point mark (kept all zero between calls) and a dense-id table, reused so that
+    a batch costs O(its length), not O(0x110000) allocations. One process, one thread."""
+    return np.zeros(N_CODE_POINTS, dtype=np.uint8), np.zeros(N_CODE_POINTS, dtype=np.uint64)
+
+
+def _dense_ids(cps: np.ndarray) -> tuple[np.ndarray, int]:
+    """The code points renumbered 0..k-1 in code point order, and k."""
+    mark, dense = _renumbering_buffers()
+    mark[cps] = 1
+    distinct = np.flatnonzero(mark)
+    mark[distinct] = 0
+    dense[distinct] = np.arange(len(distinct), dtype=np.uint64)
+    return dense[cps], len(distinct)
+
+
 def _distinct_4grams(cps: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Per text: the number of distinct 4-grams.
 
@@ -98,11 +100,12 @@ def _distinct_4grams(cps: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     to a row-wise unique.
     """
     n_texts = len(bounds) - 1
-    seen = np.zeros(_N_CODE_POINTS, dtype=bool)
-    seen[cps] = True
-    distinct = np.flatnonzero(seen)
-    bits = max(1, int(len(distinct) - 1).bit_length())
-    text_bits = int(n_texts - 1).bit_length() if n_texts > 1 else 0
+    n = len(cps)
+    if n < _NGRAM:
+        return np.zeros(n_texts, dtype=np.int64)
+    ids, n_distinct = _dense_ids(cps)
+    bits = max(1, (n_distinct - 1).bit_length())
+    text_bits = (n_texts - 1).bit_length()
     if _NGRAM * bits + text_bits > 64:
         if n_texts == 1:
             return np.array([_distinct_4grams_rowwise(cps)], dtype=np.int64)
@@ -110,28 +113,22 @@ def _distinct_4grams(cps: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         left = _distinct_4grams(cps[: bounds[mid]], bounds[: mid + 1])
         right = _distinct_4grams(cps[bounds[mid] :], bounds[mid:] - bounds[mid])
         return np.concatenate([left, right])
-    dense = np.zeros(_N_CODE_POINTS, dtype=np.uint64)
-    dense[distinct] = np.arange(len(distinct), dtype=np.uint64)
-    ids = dense[cps]
-    n = len(ids)
-    if n < _NGRAM:
-        return np.zeros(n_texts, dtype=np.int64)
     m = n - _NGRAM + 1
-    key = ids[:m] << np.uint64(3 * bits)
-    key |= ids[1 : m + 1] << np.uint64(2 * bits)
-    key |= ids[2 : m + 2] << np.uint64(bits)
-    key |= ids[3 : m + 3]
-    # Keep only 4-grams that lie inside one text: start p with p + 4 <= end of its text.
-    text_of = np.repeat(np.arange(n_texts, dtype=np.uint64), np.diff(bounds))[:m]
-    valid = np.arange(m, dtype=np.int64) + _NGRAM <= bounds[1:][text_of.astype(np.int64)]
-    key = key[valid] | (text_of[valid] << np.uint64(_NGRAM * bits))
-    if len(key) == 0:
-        return np.zeros(n_texts, dtype=np.int64)
-    order = np.sort(key)
+    key = np.repeat(np.arange(n_texts, dtype=np.uint64), np.diff(bounds))[:m]
+    for k in range(_NGRAM):
+        key <<= np.uint64(bits)
+        key |= ids[k : m + k]
+    # Drop 4-grams that run past the end of their text: those starting at its last 3 positions.
+    inside = np.ones(m, dtype=bool)
+    for back in range(1, _NGRAM):
+        pos = bounds[1:] - back
+        inside[pos[(pos >= bounds[:-1]) & (pos < m)]] = False
+    key = np.sort(key[inside])
     # Each run of equal keys in sorted order is one distinct 4-gram of one text.
-    first_of_run = np.ones(len(order), dtype=bool)
-    first_of_run[1:] = order[1:] != order[:-1]
-    run_text = (order[first_of_run] >> np.uint64(_NGRAM * bits)).astype(np.int64)
+    first_of_run = np.empty(len(key), dtype=bool)
+    first_of_run[:1] = True
+    np.not_equal(key[1:], key[:-1], out=first_of_run[1:])
+    run_text = (key[first_of_run] >> np.uint64(_NGRAM * bits)).astype(np.int64)
     return np.bincount(run_text, minlength=n_texts)
 
 
@@ -142,15 +139,15 @@ def _distinct_4grams_rowwise(cps: np.ndarray) -> int:
     return len(np.unique(grams, axis=0))
 
 
+def rep_ratio_4gram(texts: Sequence[str]) -> np.ndarray:
+    """`rep_ratio_4gram` of every text (see the module docstring)."""
+    cps, bounds = code_points(texts)
+    grams = np.maximum(np.diff(bounds) - (_NGRAM - 1), 0)
+    repeated = grams - _distinct_4grams(cps, bounds)
+    return np.divide(repeated, grams, out=np.zeros(len(texts)), where=grams > 0)
+
+
 def text_stats(texts: Sequence[str]) -> TextStats:
     """The three statistics for every text of the batch (see the module docstring)."""
-    cps, bounds = code_points(texts)
-    n_chars = np.diff(bounds)
-    cjk_table, letter_table = nfkc_class_tables()
-    cjk = _segment_sums(cjk_table[cps], bounds)
-    letters = _segment_sums(letter_table[cps], bounds)
-    zh_share = np.divide(cjk, letters, out=np.zeros(len(texts)), where=letters > 0)
-    grams = np.maximum(n_chars - (_NGRAM - 1), 0)
-    repeated = grams - _distinct_4grams(cps, bounds)
-    rep = np.divide(repeated, grams, out=np.zeros(len(texts)), where=grams > 0)
-    return TextStats(n_chars=n_chars, zh_share=zh_share, rep_ratio_4gram=rep)
+    n_chars, zh_share = char_stats(texts)
+    return TextStats(n_chars=n_chars, zh_share=zh_share, rep_ratio_4gram=rep_ratio_4gram(texts))
