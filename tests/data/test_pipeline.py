@@ -139,6 +139,27 @@ def test_two_runs_are_byte_identical(real_config: DataConfig, tmp_path: Path) ->
     assert m1["outputs"] == m2["outputs"] and m1["inputs"] == m2["inputs"]
 
 
+def test_worker_processes_give_byte_identical_outputs(real_config: DataConfig, tmp_path: Path) -> None:
+    # Small batches, so that many are in flight at once and arrive out of order.
+    real_config.batch_size = 37
+    real_config.workers = 1
+    prepare_data(real_config)
+    one = {name: (Path(real_config.out_dir) / name).read_bytes() for name in OUTPUTS}
+    real_config.out_dir, real_config.workers = str(tmp_path / "out2"), 2
+    prepare_data(real_config)
+    for name in OUTPUTS:
+        assert (Path(real_config.out_dir) / name).read_bytes() == one[name], name
+
+
+def test_auto_workers_only_for_large_inputs(real_config: DataConfig, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: 16)
+    assert pipeline.resolve_workers(real_config) == 1  # the sample data is a few MiB
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 1)
+    assert pipeline.resolve_workers(real_config) == 8
+    real_config.workers = 3
+    assert pipeline.resolve_workers(real_config) == 3
+
+
 def test_weight_zero_is_not_opened_and_weight_two_doubles(real_config: DataConfig, tmp_path: Path) -> None:
     real_config.sft_sources = [
         {"name": "zh", "weight": 2.0},

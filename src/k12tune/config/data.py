@@ -74,6 +74,13 @@ class DataConfig(StrictModel):
     batch_size: int = Field(
         default=2048, ge=1, description="Records processed together (vectorised statistics)."
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Processes that judge batches. 0 = auto: one per CPU (at most 8) for 64 MiB "
+        "of local input or more, or a hub source; otherwise 1 (no extra process). Outputs are "
+        "byte-identical for any value.",
+    )
     sft_sources: list[SourceSpec] = Field(default_factory=lambda: [s.model_copy() for s in SFT_SPECS])
     pref_sources: list[SourceSpec] = Field(default_factory=lambda: [s.model_copy() for s in PREF_SPECS])
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning rules.")

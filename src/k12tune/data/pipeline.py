@@ -11,31 +11,33 @@ and only their offset, language and length stay in memory until the sampler has 
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import logging
 import os
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
 
 from k12tune.atomic import atomic_write_bytes, publish, staging_dir
 from k12tune.config.data import DataConfig
-from k12tune.data.aliases import merged_aliases
-from k12tune.data.converters import ConversionError, to_pref, to_sft
-from k12tune.data.dedup import Deduplicator, dedup_parts, digest
-from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, build_filters
+from k12tune.data.dedup import Deduplicator
+from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
+from k12tune.data.judge import RawBatch, Verdicts, judge_batch, reject_line, start_worker
 from k12tune.data.mix import MixedBucketSampler
-from k12tune.data.readers import RawItem, ReadStats, iter_source, local_dir
+from k12tune.data.readers import RawItem, ReadStats, find_data_files, iter_source, local_dir
 from k12tune.data.specs import SourceSpec
-from k12tune.data.split import copies, is_val, record_id
+from k12tune.data.split import record_id
 from k12tune.manifest import remove_manifest, write_manifest
-from k12tune.records import Origin, PrefRecord, SFTRecord
+from k12tune.parallel import available_cpus, ordered_map
+from k12tune.records import Origin
 
 log = logging.getLogger(__name__)
 
@@ -44,127 +46,12 @@ REJECTED = "rejected.jsonl"
 REPORT = "report.json"
 LENGTH_HIST_EDGES: tuple[int, ...] = (0, 64, 128, 256, 512, 1024, 2048, 4096)
 LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "datasets")
+# Below this much local input, starting worker processes costs more than it saves.
+PARALLEL_MIN_BYTES = 64 << 20
 
 
 def output_names(stage: str) -> tuple[str, str]:
     return f"{stage}_train.jsonl", f"{stage}_val.jsonl"
-
-
-@dataclass(slots=True)
-class Rejection:
-    origin: Origin
-    rule: str
-    detail: str
-    payload: Any
-
-
-@dataclass(slots=True)
-class Kept:
-    record: SFTRecord | PrefRecord
-    digest: bytes
-    length: int  # code points: the conversation (SFT), prompt + longer answer (preference)
-
-
-def part_texts(record: SFTRecord | PrefRecord) -> list[str]:
-    """The texts the cleaning rules judge, each its messages' contents joined with a newline:
-    SFT [conversation] (every turn, system included), preference [prompt, chosen, rejected].
-
-    SFT is judged whole on purpose: Chinese is dense, so a complete question such as
-    "什么是API？" has 7 code points and a per-turn minimum of 8 would drop it, and a Chinese
-    question with a code answer is Chinese teaching data although the answer alone is not."""
-    if isinstance(record, SFTRecord):
-        return ["\n".join(m["content"] for m in record.messages)]
-    return [
-        "\n".join(m["content"] for m in record.prompt),
-        record.chosen[0]["content"],
-        record.rejected[0]["content"],
-    ]
-
-
-def _payload(record: SFTRecord | PrefRecord) -> dict[str, Any]:
-    body = record.to_json()
-    del body["id"], body["source"], body["lang"]
-    return body
-
-
-class BatchProcessor:
-    """Convert, measure, filter and deduplicate batches of raw items for one stage. It keeps
-    the rule counters and the dedup memory across batches; it writes nothing."""
-
-    def __init__(self, stage: str, cfg: DataConfig) -> None:
-        self.stage = stage
-        self.convert: Callable[..., SFTRecord | PrefRecord] = to_sft if stage == "sft" else to_pref
-        self.parts = ("conversation",) if stage == "sft" else ("prompt", "chosen", "rejected")
-        self.aliases = merged_aliases(cfg.aliases)
-        self.filters = build_filters(cfg.clean)
-        self.pair_filter = DistinctPairFilter() if stage == "pref" else None
-        self.dedup = Deduplicator()
-        self.dedup_counts = FilterCounts()
-
-    def process(self, items: list[RawItem]) -> tuple[list[Kept], list[Rejection]]:
-        rejected: list[tuple[int, Rejection]] = []
-        records: list[SFTRecord | PrefRecord] = []
-        positions: list[int] = []
-        for pos, item in enumerate(items):
-            if item.error is not None:
-                rejected.append((pos, Rejection(item.origin, item.error[0], item.error[1], item.value)))
-                continue
-            try:
-                records.append(self.convert(item.value, item.origin, self.aliases))
-            except ConversionError as exc:
-                rejected.append((pos, Rejection(item.origin, exc.rule, exc.detail, item.value)))
-                continue
-            positions.append(pos)
-        kept: list[Kept] = []
-        if records:
-            kept = self._judge(records, positions, rejected)
-        rejected.sort(key=lambda pair: pair[0])
-        return kept, [r for _, r in rejected]
-
-    def _judge(
-        self,
-        records: list[SFTRecord | PrefRecord],
-        positions: list[int],
-        rejected: list[tuple[int, Rejection]],
-    ) -> list[Kept]:
-        n_parts = len(self.parts)
-        view = BatchView.of([text for record in records for text in part_texts(record)], self.parts)
-        for rule in self.filters:
-            for failure in rule.apply(view):
-                record = records[failure.index]
-                rejection = Rejection(record.origin, rule.name, failure.detail, _payload(record))
-                rejected.append((positions[failure.index], rejection))
-        kept = []
-        # SFT: the conversation; preference: prompt + the longer answer (one sequence's worth).
-        lengths = view.stat("n_chars").reshape(len(records), n_parts)
-        lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
-        alive = np.flatnonzero(view.alive).tolist()
-        for i, forms in zip(alive, dedup_parts([records[i] for i in alive]), strict=True):
-            record = records[i]
-            if self.pair_filter is not None and not self.pair_filter.passes(forms[1], forms[2]):
-                rejected.append(
-                    (
-                        positions[i],
-                        Rejection(
-                            record.origin, "pair_identical", "chosen equals rejected", _payload(record)
-                        ),
-                    )
-                )
-                continue
-            key = digest(forms)
-            self.dedup_counts.seen += 1
-            if not self.dedup.first_seen(key):
-                self.dedup_counts.dropped += 1
-                detail = f"same normalised text as record {record_id(key)}"
-                rejected.append(
-                    (positions[i], Rejection(record.origin, "duplicate", detail, _payload(record)))
-                )
-                continue
-            self.dedup_counts.kept += 1
-            record.lang = view.lang[i]
-            record.id = record_id(key)
-            kept.append(Kept(record, key, int(lengths[i])))
-        return kept
 
 
 def batched(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
@@ -185,14 +72,17 @@ class TrainSpill:
         self.is_zh = array("b")
         self.lengths = array("q")
 
-    def add(self, line: bytes, lang: str, length: int, n_copies: int) -> None:
-        self.handle.write(line)
-        for _ in range(n_copies):
-            self.offsets.append(self.offset)
-            self.sizes.append(len(line))
-            self.is_zh.append(lang == "zh")
-            self.lengths.append(length)
-        self.offset += len(line)
+    def add(self, lines: list[bytes], langs: list[str], lengths: list[int], copies: list[int]) -> None:
+        """Spill `lines`; line i enters the stream `copies[i]` times."""
+        self.handle.write(b"".join(lines))
+        for line, lang, length, n_copies in zip(lines, langs, lengths, copies, strict=True):
+            size, zh = len(line), lang == "zh"
+            for _ in range(n_copies):
+                self.offsets.append(self.offset)
+                self.sizes.append(size)
+                self.is_zh.append(zh)
+                self.lengths.append(length)
+            self.offset += size
 
     def sampler(self, cfg: DataConfig) -> MixedBucketSampler:
         langs = np.where(np.frombuffer(self.is_zh, dtype=np.int8) == 1, "zh", "en")
@@ -240,11 +130,12 @@ class StageTally:
     train_lines: int = 0
     train_zh_lines: int = 0
     length_hist: list[int] = field(default_factory=lambda: [0] * len(LENGTH_HIST_EDGES))
+    rule_counts: dict[str, FilterCounts] = field(default_factory=dict)
 
-    def count_kept(self, tally: SourceTally, kept: Kept) -> None:
-        tally.kept += 1
-        tally.lang[kept.record.lang] += 1
-        self.length_hist[int(np.searchsorted(LENGTH_HIST_EDGES, kept.length, side="right")) - 1] += 1
+    def count_kept(self, source: SourceTally, lang: str, length: int) -> None:
+        source.kept += 1
+        source.lang[lang] += 1
+        self.length_hist[bisect.bisect_right(LENGTH_HIST_EDGES, length) - 1] += 1
 
 
 def _describe_origin(spec: SourceSpec, raw_dir: str) -> str:
@@ -252,72 +143,131 @@ def _describe_origin(spec: SourceSpec, raw_dir: str) -> str:
     return f"local:{folder}" if folder.exists() else f"hub:{spec.hub_id}"
 
 
-def run_stage(
-    stage: str, specs: list[SourceSpec], cfg: DataConfig, staging: Path, rejects: Any, read_stats: ReadStats
-) -> tuple[StageTally, BatchProcessor]:
-    processor = BatchProcessor(stage, cfg)
-    tally = StageTally()
-    train_name, val_name = output_names(stage)
-    spill = TrainSpill(staging / f".{stage}_spill.jsonl")
-    with open(staging / val_name, "wb") as val_out:
-        for spec in specs:
-            if spec.weight == 0:
-                log.info("%s: source %s has weight 0: not opened", stage, spec.name)
-                tally.skipped.append(spec.name)
+def _add_counts(total: FilterCounts, part: FilterCounts) -> None:
+    for name, value in vars(part).items():
+        setattr(total, name, getattr(total, name) + value)
+
+
+class StageWriter:
+    """The main-process side of one stage: dedup across the whole stream (first occurrence
+    wins), routing of each record to val, train (spilled for the sampler) or the rejects
+    file, and all counting. Judged batches must arrive in stream order."""
+
+    def __init__(self, stage: str, cfg: DataConfig, staging: Path, rejects: BinaryIO) -> None:
+        self.stage, self.cfg, self.staging, self.rejects = stage, cfg, staging, rejects
+        self.tally = StageTally()
+        rule_names = [rule.name for rule in build_filters(cfg.clean)]
+        if stage == "pref":
+            rule_names.append(DistinctPairFilter.name)
+        self.tally.rule_counts = {name: FilterCounts() for name in [*rule_names, "duplicate"]}
+        self.dedup = Deduplicator()
+        train_name, val_name = output_names(stage)
+        self.train_path = staging / train_name
+        self.val_out = open(staging / val_name, "wb")  # noqa: SIM115 - closed in finish
+        self.spill = TrainSpill(staging / f".{stage}_spill.jsonl")
+
+    def start_source(self, spec: SourceSpec) -> None:
+        origin = _describe_origin(spec, self.cfg.raw_dir)
+        self.tally.sources.setdefault(spec.name, SourceTally(origin=origin, lang_hint=spec.lang_hint))
+        log.info("%s: reading %s from %s", self.stage, spec.name, origin)
+
+    def skip_source(self, spec: SourceSpec) -> None:
+        log.info("%s: source %s has weight 0: not opened", self.stage, spec.name)
+        self.tally.skipped.append(spec.name)
+
+    def _late_reject(self, v: Verdicts, k: int, rule: str, detail: str) -> tuple[int, str, bytes]:
+        """A rejection decided here, after judging: rebuilt from the record's output line."""
+        record = orjson.loads(v.lines[k])
+        del record["id"], record["source"], record["lang"]
+        origin = Origin(v.source, v.files[k], v.line_numbers[k])
+        return v.positions[k], rule, reject_line(self.stage, origin, rule, detail, record)
+
+    def add(self, v: Verdicts) -> None:
+        source = self.tally.sources[v.source]
+        source.read += v.read
+        for name, counts in v.counts.items():
+            _add_counts(self.tally.rule_counts[name], counts)
+        duplicates = self.tally.rule_counts["duplicate"]
+        survivors, late = [], []
+        for k, key in enumerate(v.digests):
+            if self.dedup.first_seen(key):
+                survivors.append(k)
+            else:
+                detail = f"same normalised text as record {record_id(key)}"
+                late.append(self._late_reject(v, k, "duplicate", detail))
+        duplicates.seen += len(v.digests)
+        duplicates.kept += len(survivors)
+        duplicates.dropped += len(late)
+        rejects = list(heapq.merge(v.rejects, late))
+        val, train = [], []
+        for k in survivors:
+            if v.val[k]:
+                val.append(k)
+            elif v.copies[k] == 0:
+                rejects.append(self._late_reject(v, k, "weight", f"not drawn at source weight {v.weight}"))
                 continue
-            source = tally.sources.setdefault(
-                spec.name, SourceTally(origin=_describe_origin(spec, cfg.raw_dir), lang_hint=spec.lang_hint)
-            )
-            log.info("%s: reading %s from %s", stage, spec.name, source.origin)
-            for items in batched(iter_source(spec, cfg.raw_dir, read_stats), cfg.batch_size):
-                source.read += len(items)
-                kept, rejected = processor.process(items)
-                for rejection in rejected:
-                    source.rejected += 1
-                    source.rules[rejection.rule] += 1
-                    rejects.write(_reject_line(stage, rejection))
-                for item in kept:
-                    line = orjson.dumps(item.record.to_json()) + b"\n"
-                    if is_val(item.digest, cfg.val_fraction):
-                        val_out.write(line)
-                        tally.val_records += 1
-                        tally.count_kept(source, item)
-                        continue
-                    n_copies = copies(item.digest, spec.weight)
-                    if n_copies == 0:
-                        source.rejected += 1
-                        source.rules["weight"] += 1
-                        detail = f"not drawn at source weight {spec.weight}"
-                        rejects.write(
-                            _reject_line(
-                                stage, Rejection(item.record.origin, "weight", detail, _payload(item.record))
-                            )
-                        )
-                        continue
-                    spill.add(line, item.record.lang, item.length, n_copies)
-                    tally.train_records += 1
-                    tally.count_kept(source, item)
-    sampler = spill.sampler(cfg)
-    order = sampler.order()
-    tally.train_lines = spill.write_in_order(staging / train_name, order)
-    tally.train_zh_lines = int(sampler.is_zh[order].sum())
-    return tally, processor
+            else:
+                train.append(k)
+            self.tally.count_kept(source, v.langs[k], v.lengths[k])
+        self.rejects.write(b"".join(line for _, _, line in rejects))
+        source.rejected += len(rejects)
+        source.rules.update(rule for _, rule, _ in rejects)
+        self.val_out.write(b"".join(v.lines[k] for k in val))
+        self.tally.val_records += len(val)
+        self.spill.add(
+            [v.lines[k] for k in train],
+            [v.langs[k] for k in train],
+            [v.lengths[k] for k in train],
+            [v.copies[k] for k in train],
+        )
+        self.tally.train_records += len(train)
+
+    def finish(self) -> StageTally:
+        """Write the training file in the sampler's order."""
+        self.val_out.close()
+        sampler = self.spill.sampler(self.cfg)
+        order = sampler.order()
+        self.tally.train_lines = self.spill.write_in_order(self.train_path, order)
+        self.tally.train_zh_lines = int(sampler.is_zh[order].sum())
+        return self.tally
 
 
-def _reject_line(stage: str, rejection: Rejection) -> bytes:
-    row = {
-        "stage": stage,
-        "source": rejection.origin.source,
-        "file": rejection.origin.file,
-        "line": rejection.origin.line,
-        "rule": rejection.rule,
-        "detail": rejection.detail,
-        "record": rejection.payload,
-    }
-    return orjson.dumps(row, default=repr, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+def _stage_specs(cfg: DataConfig, stage: str) -> list[SourceSpec]:
+    return cfg.sft_sources if stage == "sft" else cfg.pref_sources
 
 
-def stage_report(tally: StageTally, processor: BatchProcessor) -> dict[str, Any]:
+def resolve_workers(cfg: DataConfig) -> int:
+    """`cfg.workers`, or for 0 (auto): one per CPU (at most 8) when there is enough to share
+    (local input of at least `PARALLEL_MIN_BYTES`, or a hub source), else 1."""
+    if cfg.workers:
+        return cfg.workers
+    total = 0
+    for stage in STAGES:
+        for spec in _stage_specs(cfg, stage):
+            if spec.weight == 0:
+                continue
+            folder = local_dir(spec, cfg.raw_dir)
+            if not folder.exists():
+                return min(available_cpus(), 8)
+            total += sum(path.stat().st_size for path in find_data_files(folder))
+    return min(available_cpus(), 8) if total >= PARALLEL_MIN_BYTES else 1
+
+
+def _raw_batches(
+    cfg: DataConfig, writers: dict[str, StageWriter], read_stats: ReadStats
+) -> Iterator[RawBatch]:
+    for stage, writer in writers.items():
+        for spec in _stage_specs(cfg, stage):
+            if spec.weight == 0:
+                writer.skip_source(spec)
+                continue
+            writer.start_source(spec)
+            items = iter_source(spec, cfg.raw_dir, read_stats, parse=False)
+            for batch in batched(items, cfg.batch_size):
+                yield RawBatch.of(stage, spec.name, spec.weight, batch)
+
+
+def stage_report(tally: StageTally) -> dict[str, Any]:
     sources = {}
     for name, src in tally.sources.items():
         zh_share = src.lang["zh"] / src.kept if src.kept else None
@@ -339,10 +289,7 @@ def stage_report(tally: StageTally, processor: BatchProcessor) -> dict[str, Any]
     for src in tally.sources.values():
         rules.update(src.rules)
         lang.update(src.lang)
-    filters = {f.name: vars(f.counts) for f in processor.filters}
-    if processor.pair_filter is not None:
-        filters[processor.pair_filter.name] = vars(processor.pair_filter.counts)
-    filters["duplicate"] = vars(processor.dedup_counts)
+    filters = {name: vars(counts) for name, counts in tally.rule_counts.items()}
     labels = [f"[{a},{b})" for a, b in pairwise(LENGTH_HIST_EDGES)]
     labels.append(f"[{LENGTH_HIST_EDGES[-1]},inf)")
     return {
@@ -385,12 +332,16 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
     remove_manifest(out_dir)
     read_stats = ReadStats()
     report: dict[str, Any] = {}
+    workers = resolve_workers(cfg)
+    log.info("judging batches in %d process%s", workers, "es" if workers > 1 else "")
     with staging_dir(out_dir) as staging:
         with open(staging / REJECTED, "wb") as rejects:
-            for stage in STAGES:
-                specs = cfg.sft_sources if stage == "sft" else cfg.pref_sources
-                tally, processor = run_stage(stage, specs, cfg, staging, rejects, read_stats)
-                report[stage] = stage_report(tally, processor)
+            writers = {stage: StageWriter(stage, cfg, staging, rejects) for stage in STAGES}
+            batches = _raw_batches(cfg, writers, read_stats)
+            for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
+                writers[verdicts.stage].add(verdicts)
+            for stage, writer in writers.items():
+                report[stage] = stage_report(writer.finish())
                 _warn_on_hints(stage, report[stage])
         report["inputs"] = {"blank_lines": read_stats.blank_lines, "empty_files": read_stats.empty_files}
         report_bytes = orjson.dumps(report, option=orjson.OPT_INDENT_2)

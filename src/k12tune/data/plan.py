@@ -10,7 +10,8 @@ from itertools import islice
 from pathlib import Path
 
 from k12tune.config.data import DataConfig
-from k12tune.data.pipeline import REJECTED, REPORT, STAGES, BatchProcessor, output_names
+from k12tune.data.judge import Judge, RawBatch
+from k12tune.data.pipeline import REJECTED, REPORT, STAGES, output_names
 from k12tune.data.readers import ReadStats, find_data_files, iter_file, local_dir
 from k12tune.data.specs import SourceSpec
 from k12tune.manifest import MANIFEST
@@ -35,9 +36,7 @@ def estimate_records(path: Path, sample_lines: list[int]) -> tuple[int, bool]:
     return round(size / bytes_per_line / lines_per_record), False
 
 
-def _source_lines(
-    spec: SourceSpec, cfg: DataConfig, processor: BatchProcessor, sample_size: int
-) -> list[str]:
+def _source_lines(spec: SourceSpec, cfg: DataConfig, judge: Judge, sample_size: int) -> list[str]:
     if spec.weight == 0:
         return [f"  {spec.name}: weight 0, not opened"]
     folder = local_dir(spec, cfg.raw_dir)
@@ -55,10 +54,11 @@ def _source_lines(
         count, is_exact = estimate_records(path, [item.origin.line for item in items])
         total += count
         exact &= is_exact
-        batch_kept, rejected = processor.process(items)
-        kept += len(batch_kept)
+        verdicts = judge(RawBatch.of(judge.stage, spec.name, spec.weight, items))
+        kept += len(set(verdicts.digests))
         sampled += len(items)
-        rules.update(r.rule for r in rejected)
+        rules.update(rule for _, rule, _ in verdicts.rejects)
+        rules["duplicate"] += len(verdicts.digests) - len(set(verdicts.digests))
         lines.append(
             f"    {path} ({path.stat().st_size:,} bytes): {'' if is_exact else '~'}{count:,} records"
         )
@@ -77,16 +77,16 @@ def data_plan(cfg: DataConfig, sample_size: int = 200) -> str:
     lines = ["prepare_data plan (dry run: nothing is written)", "sources:"]
     for stage in STAGES:
         specs = cfg.sft_sources if stage == "sft" else cfg.pref_sources
-        processor = BatchProcessor(stage, cfg)
+        judge = Judge(stage, cfg)
         lines.append(f" {stage}:" + ("" if specs else " none"))
         for spec in specs:
-            lines.extend(_source_lines(spec, cfg, processor, sample_size))
+            lines.extend(_source_lines(spec, cfg, judge, sample_size))
     fallback = "kept as lang en" if c.allow_english_fallback else "dropped"
     lines += [
         "rules (in order; preference pairs are judged on prompt, chosen and rejected):",
         f"  length: {c.min_chars}..{c.max_chars} code points",
-        f"  repetition: rep_ratio_4gram <= {c.max_rep_ratio_4gram}",
         f"  zh_share: >= {c.min_zh_share} of letters are CJK ideographs, else {fallback}",
+        f"  repetition: rep_ratio_4gram <= {c.max_rep_ratio_4gram}",
         "  pair_identical: chosen must differ from rejected (preference only)",
         "  duplicate: SHA-256 of the NFKC, white-space-collapsed text; first occurrence wins",
         f"split: val_fraction {cfg.val_fraction} by id hash; mix: zh_ratio {cfg.mix.zh_ratio}, "

@@ -41,11 +41,13 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800..\uDFFF escapes: 
 @dataclass(slots=True)
 class RawItem:
     """One raw record. `error` is (rule, detail) when it could not be parsed; `value` then
-    holds the raw text (undecodable bytes shown as U+FFFD) for the rejects file."""
+    holds the raw text (undecodable bytes shown as U+FFFD) for the rejects file. With
+    `unparsed`, `value` is a JSONL line whose parsing was deferred (see `parse_line`)."""
 
     value: Any
     origin: Origin
     error: tuple[str, str] | None = None
+    unparsed: bool = False
 
 
 @dataclass
@@ -81,7 +83,8 @@ def _progress(path: Path) -> tqdm:
     )
 
 
-def _parse_line(line: bytes, origin: Origin) -> RawItem:
+def parse_line(line: bytes, origin: Origin) -> RawItem:
+    """A JSONL line -> parsed item, or a rejected one naming why it is not JSON."""
     try:
         return RawItem(orjson.loads(line), origin)
     except orjson.JSONDecodeError as exc:
@@ -93,7 +96,9 @@ def _parse_line(line: bytes, origin: Origin) -> RawItem:
         return RawItem(line.decode("utf-8"), origin, ("malformed_json", str(exc)))
 
 
-def iter_jsonl(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
+def iter_jsonl(path: Path, source: str, stats: ReadStats, *, parse: bool = True) -> Iterator[RawItem]:
+    """Lines with their numbers; with `parse=False` the items are `unparsed`, so that parsing
+    can happen in the worker processes."""
     hasher = hashlib.sha256()
     name = str(path)
     line_no = 0
@@ -111,11 +116,13 @@ def iter_jsonl(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
             for line in lines:
                 line_no += 1
                 if line.strip():
-                    yield _parse_line(line, Origin(source, name, line_no))
+                    origin = Origin(source, name, line_no)
+                    yield parse_line(line, origin) if parse else RawItem(line, origin, None, True)
                 else:
                     stats.blank_lines += 1
         if carry.strip():
-            yield _parse_line(carry, Origin(source, name, line_no + 1))
+            origin = Origin(source, name, line_no + 1)
+            yield parse_line(carry, origin) if parse else RawItem(carry, origin, None, True)
     stats.files[name] = hasher.hexdigest()
 
 
@@ -186,7 +193,7 @@ class _ArrayReader:
                     yield RawItem(raw, origin, ("invalid_utf8", "element holds bytes that are not UTF-8"))
                 elif _SURROGATE_ESCAPE.search(buf, pos, end):
                     # json accepts a lone \uD800 escape, orjson (our writer) does not: let it judge.
-                    yield _parse_line(buf[pos:end].encode("utf-8"), origin)
+                    yield parse_line(buf[pos:end].encode("utf-8"), origin)
                 else:
                     yield RawItem(value, origin)
                 line += buf.count("\n", pos, end)
@@ -245,7 +252,7 @@ def _file_sha256(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def iter_file(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
+def iter_file(path: Path, source: str, stats: ReadStats, *, parse: bool = True) -> Iterator[RawItem]:
     if path.stat().st_size == 0:
         log.warning("%s: empty file, no records", path)
         stats.empty_files.append(str(path))
@@ -256,7 +263,7 @@ def iter_file(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]:
         return iter_parquet(path, source, stats)
     if suffix == ".json" and _starts_with_bracket(path):
         return iter(_ArrayReader(path, source, stats))
-    return iter_jsonl(path, source, stats)
+    return iter_jsonl(path, source, stats, parse=parse)
 
 
 def iter_hub(spec: SourceSpec) -> Iterator[RawItem]:
@@ -280,11 +287,14 @@ def iter_hub(spec: SourceSpec) -> Iterator[RawItem]:
             yield RawItem(value, Origin(spec.name, where, row))
 
 
-def iter_source(spec: SourceSpec, raw_dir: str | Path, stats: ReadStats) -> Iterator[RawItem]:
-    """Local files when `<raw_dir>/<name>/` (or `local_dir`) exists, the hub otherwise."""
+def iter_source(
+    spec: SourceSpec, raw_dir: str | Path, stats: ReadStats, *, parse: bool = True
+) -> Iterator[RawItem]:
+    """Local files when `<raw_dir>/<name>/` (or `local_dir`) exists, the hub otherwise.
+    `parse=False` defers the parsing of JSONL lines (see `iter_jsonl`)."""
     folder = local_dir(spec, raw_dir)
     if folder.exists():
         for path in find_data_files(folder):
-            yield from iter_file(path, spec.name, stats)
+            yield from iter_file(path, spec.name, stats, parse=parse)
     else:
         yield from iter_hub(spec)
