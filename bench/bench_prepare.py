@@ -8,9 +8,11 @@
    lines) as JSONL files under --workdir, deterministically from --seed.
 2. Floor: a subprocess that only parses every line of the same files with the fastest JSON
    parser installed (each candidate is timed on the first file; the fastest is used).
-3. Stage: a subprocess that runs `prepare_data` on the same files with the shipped defaults.
-Prints records/s and peak RSS (each subprocess's own VmHWM) of both, and the ratio
-stage time / floor time. Not a timed test: run it by hand and report the figures.
+3. Stage: a subprocess that runs `prepare_data` on the same files with the shipped defaults
+   (`workers: 0`, auto: one worker process per CPU for an input this size).
+Prints records/s and peak RSS of both (the floor's VmHWM; for the stage, the larger of the main
+process's VmHWM and the sampled peak of the whole process tree, workers included), and the
+ratio stage time / floor time. Not a timed test: run it by hand and report the figures.
 """
 
 from __future__ import annotations
@@ -123,18 +125,33 @@ print(n, time.perf_counter() - t, peak_kib())
 """
 
 STAGE = """
-import sys, time, logging
+import sys, time, logging, threading
+import psutil
 from k12tune.config.data import DataConfig
-from k12tune.data.pipeline import prepare_data
+from k12tune.data.pipeline import prepare_data, resolve_workers
 logging.disable(logging.WARNING)
 cfg = DataConfig(
-    raw_dir=sys.argv[1], out_dir=sys.argv[2], sft_sources=[{{"name": "synthetic"}}], pref_sources=[]
+    raw_dir=sys.argv[1], out_dir=sys.argv[2], sft_sources=[{{"name": "synthetic"}}], pref_sources=[],
+    workers=int(sys.argv[3]),
 )
+# Peak resident memory of the whole process tree (main process plus workers), sampled.
+tree_peak, done = [0], threading.Event()
+def sample():
+    me = psutil.Process()
+    while not done.wait(0.02):
+        try:
+            total = sum(p.memory_info().rss for p in [me, *me.children(recursive=True)])
+        except psutil.Error:
+            continue
+        tree_peak[0] = max(tree_peak[0], total // 1024)
+threading.Thread(target=sample, daemon=True).start()
 t = time.perf_counter()
 report = prepare_data(cfg)
 elapsed = time.perf_counter() - t
+done.set()
 {peak}
-print(report["sft"]["read"], elapsed, peak_kib(), report["sft"]["kept"], report["sft"]["rejected"])
+print(report["sft"]["read"], elapsed, max(peak_kib(), tree_peak[0]), report["sft"]["kept"],
+      report["sft"]["rejected"], resolve_workers(cfg))
 """
 
 # The child's own peak resident memory. Not ru_maxrss: Linux carries the parent's value
@@ -178,6 +195,9 @@ def main() -> None:
         "--workdir", type=Path, default=Path("bench/out"), help="scratch folder (deleted first)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the corpus and outputs afterwards")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="the stage's `workers` setting (default 0: auto)"
+    )
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
     raw, out = args.workdir / "raw", args.workdir / "data_proc"
@@ -187,12 +207,12 @@ def main() -> None:
     files = sorted(str(p) for p in (raw / "synthetic").glob("*.jsonl"))
     name = fastest_parser(Path(files[0]))
     floor_fields = run_child(FLOOR.format(setup=PARSERS[name], peak=PEAK), files)
-    stage_fields = run_child(STAGE.format(peak=PEAK), [str(raw), str(out)])
+    stage_fields = run_child(STAGE.format(peak=PEAK), [str(raw), str(out), str(args.workers)])
     floor_s, stage_s = float(floor_fields[1]), float(stage_fields[1])
     floor_rss, stage_rss = int(floor_fields[2]) / 1024, int(stage_fields[2]) / 1024  # KiB -> MiB
     rows = [
         ("floor: parse only (" + name + ")", int(floor_fields[0]), floor_s, floor_rss),
-        ("prepare_data (full stage)", int(stage_fields[0]), stage_s, stage_rss),
+        (f"prepare_data ({stage_fields[5]} workers)", int(stage_fields[0]), stage_s, stage_rss),
     ]
     print(f"{'':34} {'records':>10} {'seconds':>9} {'records/s':>11} {'peak RSS MiB':>13}")
     for label, count, seconds, rss in rows:
@@ -208,6 +228,7 @@ def main() -> None:
                 "stage_s": stage_s,
                 "floor_rss_mib": round(floor_rss),
                 "stage_rss_mib": round(stage_rss),
+                "stage_processes": int(stage_fields[5]),
                 "parser": name,
             }
         )

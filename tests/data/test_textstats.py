@@ -91,3 +91,16 @@ def test_repetition_counts_each_repeat_once() -> None:
     assert len(counts) == 4
     assert stats.rep_ratio_4gram[0] == pytest.approx(5 / 9)
     assert isinstance(stats.n_chars, np.ndarray)
+
+
+@pytest.mark.parametrize("group", [1, 5, 64, 1 << 17])
+def test_group_size_does_not_change_the_4gram_counts(shared_data, monkeypatch, group: int) -> None:
+    import json
+
+    from k12tune.data import textstats
+
+    records = json.loads((shared_data / "sft" / "alpaca_zh_demo.json").read_text(encoding="utf-8"))
+    texts = ["", "abc", "哈哈哈哈哈", *(f"{r['instruction']}\n{r['output']}" for r in records[:120])]
+    monkeypatch.setattr(textstats, "_GROUP_CODE_POINTS", group)
+    got = textstats.rep_ratio_4gram(texts)
+    assert got.tolist() == pytest.approx([reference(t)[2] for t in texts])

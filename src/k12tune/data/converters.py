@@ -138,27 +138,27 @@ def _check_order(messages: list[Message], where: str, *, ends_with: str) -> None
         raise ConversionError("bad_turn_order", f"{where} ends with {body[-1]['role']}, expected {ends_with}")
 
 
-def _sft_messages(raw: Mapping[str, Any], aliases: AliasTable) -> list[Message]:
+def _sft_messages(raw: Mapping[str, Any], aliases: AliasTable) -> list[Message] | None:
     found = _lookup(raw, "messages", aliases)
     if found is None:
-        raise LookupError
+        return None
     return _turns(found[1], found[0])
 
 
-def _sft_sharegpt(raw: Mapping[str, Any], aliases: AliasTable) -> list[Message]:
+def _sft_sharegpt(raw: Mapping[str, Any], aliases: AliasTable) -> list[Message] | None:
     found = _lookup(raw, "conversations", aliases)
     if found is None:
-        raise LookupError
+        return None
     # A `system` field beside `conversations` (LLaMA-Factory's sharegpt option) goes first.
     turns = _turns(found[1], found[0])
     return turns if turns[0]["role"] == "system" else _system(raw, aliases) + turns
 
 
-def _sft_single_turn(raw: Mapping[str, Any], aliases: AliasTable) -> list[Message]:
+def _sft_single_turn(raw: Mapping[str, Any], aliases: AliasTable) -> list[Message] | None:
     prompt = _user_prompt(raw, aliases)
     response = _lookup(raw, "response", aliases)
     if prompt is None and response is None:
-        raise LookupError
+        return None
     for field, found in (("prompt", prompt), ("response", response)):
         if found is None:
             raise ConversionError("missing_field", f"{field} (tried {', '.join(aliases[field])})")
@@ -166,7 +166,8 @@ def _sft_single_turn(raw: Mapping[str, Any], aliases: AliasTable) -> list[Messag
     return [*prompt, {"role": "assistant", "content": _text(response[1], response[0])}]
 
 
-SFT_CONVERTERS: dict[str, Callable[[Mapping[str, Any], AliasTable], list[Message]]] = {
+# Each returns None when the record has none of its shape's fields.
+SFT_CONVERTERS: dict[str, Callable[[Mapping[str, Any], AliasTable], list[Message] | None]] = {
     "messages": _sft_messages,
     "sharegpt": _sft_sharegpt,
     "single_turn": _sft_single_turn,
@@ -181,9 +182,8 @@ def _not_a_dict(raw: Any) -> None:
 def to_sft(raw: Any, origin: Origin, aliases: AliasTable) -> SFTRecord:
     _not_a_dict(raw)
     for convert in SFT_CONVERTERS.values():
-        try:
-            messages = convert(raw, aliases)
-        except LookupError:
+        messages = convert(raw, aliases)
+        if messages is None:
             continue
         _check_order(messages, "conversation", ends_with="assistant")
         return SFTRecord(messages=messages, origin=origin)

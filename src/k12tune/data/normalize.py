@@ -66,34 +66,37 @@ def dedup_forms(serialised: Sequence[str]) -> list[str]:
     cps = np.frombuffer("".join(serialised).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     n = len(cps)
     mapped = tables.nfkc[cps]
-    is_sep = (cps == _SEPARATOR_CPS[0]) | (cps == _SEPARATOR_CPS[1])
-    ws = tables.space[mapped] & ~is_sep
-    # A field boundary sits before every separator, after every separator and at string ends.
-    starts_field = np.zeros(n + 1, dtype=bool)
-    starts_field[starts] = True
-    starts_field[1:n][is_sep[:-1]] = True
-    # White space survives as one " " when it starts a run, does not start a field, and the
-    # first character after the run belongs to the same field (it is not a separator, and
-    # not the start of the next string).
-    prev_ws = np.zeros(n, dtype=bool)
-    prev_ws[1:] = ws[:-1]
-    stop = ~ws | starts_field[:n]
-    positions = np.where(stop, np.arange(n), n)
-    next_stop = np.minimum.accumulate(positions[::-1])[::-1]
-    next_is_content = np.zeros(n + 1, dtype=bool)
-    next_is_content[:n] = ~ws & ~is_sep & ~starts_field[:n]
-    keep_space = ws & ~prev_ws & ~starts_field[:n] & next_is_content[next_stop]
-    keep = ~ws | keep_space
-    out = np.where(ws, np.uint32(0x20), mapped)[keep]
-    kept_before = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(keep, out=kept_before[1:])
-    new_starts = kept_before[starts]
-    text = out.tobytes().decode("utf-32-le", "surrogatepass")
-    complex_before = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(~tables.simple[cps], out=complex_before[1:])
-    has_complex = (complex_before[starts[1:]] > complex_before[starts[:-1]]).tolist()
-    bounds = new_starts.tolist()
+    # sep[i]: code point i is a separator; string_start[i]: a string starts at i (and at n).
+    sep = np.zeros(n + 1, dtype=bool)
+    np.logical_or(cps == _SEPARATOR_CPS[0], cps == _SEPARATOR_CPS[1], out=sep[:n])
+    string_start = np.zeros(n + 1, dtype=bool)
+    string_start[starts] = True
+    # White space is sparse, so it is handled by position. Of each run of consecutive white
+    # space within one string, one " " survives at the run's start when the characters just
+    # before and just after the run are in the same field (neither a separator nor a string
+    # boundary); every other white-space character is removed.
+    spaces = np.flatnonzero(tables.space[mapped])
+    spaces = spaces[~sep[spaces]]
+    new_run = np.ones(len(spaces), dtype=bool)
+    new_run[1:] = (spaces[1:] != spaces[:-1] + 1) | string_start[spaces[1:]]
+    first = np.flatnonzero(new_run)
+    last = np.append(first[1:] - 1, len(spaces) - 1) if len(first) else first
+    run_start, after_run = spaces[first], spaces[last] + 1
+    inside = ~string_start[run_start] & ~sep[np.maximum(run_start - 1, 0)]
+    inside &= ~string_start[after_run] & ~sep[after_run]
+    removed = np.ones(len(spaces), dtype=bool)
+    removed[first[inside]] = False
+    mapped[spaces[first[inside]]] = 0x20
+    removed_at = spaces[removed]
+    if len(removed_at):
+        keep = np.ones(n, dtype=bool)
+        keep[removed_at] = False
+        mapped = mapped[keep]
+    bounds = (starts - np.searchsorted(removed_at, starts)).tolist()
+    text = mapped.tobytes().decode("utf-32-le", "surrogatepass")
+    complex_at = np.flatnonzero(~tables.simple[cps])
+    has_complex = set((np.searchsorted(starts, complex_at, side="right") - 1).tolist())
     return [
-        _dedup_form_of_fields(raw) if has_complex[i] else text[bounds[i] : bounds[i + 1]]
+        _dedup_form_of_fields(raw) if i in has_complex else text[bounds[i] : bounds[i + 1]]
         for i, raw in enumerate(serialised)
     ]

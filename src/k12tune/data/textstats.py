@@ -90,34 +90,58 @@ def _dense_ids(cps: np.ndarray) -> tuple[np.ndarray, int]:
     return dense[cps], len(distinct)
 
 
+# Texts are 4-gram counted in groups of about this many code points, so that the sort and
+# the passes that build its keys run in cache (sorting 2^17 keys costs 3.3 ns each, 2^20 4.8).
+_GROUP_CODE_POINTS = 1 << 17
+
+
 def _distinct_4grams(cps: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Per text: the number of distinct 4-grams.
 
     Each 4-gram is packed exactly into one uint64 together with its text's index: code points
     are first renumbered densely within the batch (b bits each), so a key is
-    text_index << 4b | id0 << 3b | id1 << 2b | id2 << b | id3. When that does not fit in 64
-    bits the batch is halved; a single text with more than 2^16 distinct characters falls back
-    to a row-wise unique.
+    text_index << 4b | id0 << 3b | id1 << 2b | id2 << b | id3; sorting the keys puts equal
+    4-grams of a text next to each other. Texts are taken in groups (see `_GROUP_CODE_POINTS`)
+    small enough for the text index to fit. A batch with more than 2^16 distinct characters
+    is halved until it fits, down to a single text, which falls back to a row-wise unique.
     """
     n_texts = len(bounds) - 1
-    n = len(cps)
-    if n < _NGRAM:
+    if len(cps) < _NGRAM:
         return np.zeros(n_texts, dtype=np.int64)
     ids, n_distinct = _dense_ids(cps)
     bits = max(1, (n_distinct - 1).bit_length())
-    text_bits = (n_texts - 1).bit_length()
-    if _NGRAM * bits + text_bits > 64:
+    if _NGRAM * bits > 64:  # more than 2^16 distinct characters: halve the batch, renumber
         if n_texts == 1:
             return np.array([_distinct_4grams_rowwise(cps)], dtype=np.int64)
         mid = n_texts // 2
         left = _distinct_4grams(cps[: bounds[mid]], bounds[: mid + 1])
         right = _distinct_4grams(cps[bounds[mid] :], bounds[mid:] - bounds[mid])
         return np.concatenate([left, right])
+    max_texts = 1 << (64 - _NGRAM * bits)  # text indices that fit beside the 4-gram
+    counts = np.zeros(n_texts, dtype=np.int64)
+    lo = 0
+    while lo < n_texts:
+        # The largest group from text `lo` within the size budget (at least one text).
+        hi = int(np.searchsorted(bounds, bounds[lo] + _GROUP_CODE_POINTS, side="right")) - 1
+        hi = min(max(hi, lo + 1), lo + max_texts)
+        counts[lo:hi] = _group_distinct(ids[bounds[lo] : bounds[hi]], bounds[lo : hi + 1] - bounds[lo], bits)
+        lo = hi
+    return counts
+
+
+def _group_distinct(ids: np.ndarray, bounds: np.ndarray, bits: int) -> np.ndarray:
+    n_texts, n = len(bounds) - 1, len(ids)
+    if n < _NGRAM:
+        return np.zeros(n_texts, dtype=np.int64)
     m = n - _NGRAM + 1
+    shift = np.uint64(bits)
+    pairs = ids[:-1] << shift
+    pairs |= ids[1:]
     key = np.repeat(np.arange(n_texts, dtype=np.uint64), np.diff(bounds))[:m]
-    for k in range(_NGRAM):
-        key <<= np.uint64(bits)
-        key |= ids[k : m + k]
+    key <<= np.uint64(2 * bits)
+    key |= pairs[:m]
+    key <<= np.uint64(2 * bits)
+    key |= pairs[2 : m + 2]
     # Drop 4-grams that run past the end of their text: those starting at its last 3 positions.
     inside = np.ones(m, dtype=bool)
     for back in range(1, _NGRAM):
