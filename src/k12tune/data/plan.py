@@ -11,7 +11,7 @@ from pathlib import Path
 
 from k12tune.config.data import DataConfig
 from k12tune.data.judge import Judge, RawBatch
-from k12tune.data.pipeline import REJECTED, REPORT, STAGES, output_names
+from k12tune.data.pipeline import REJECTED, REPORT, STAGES, output_names, resolve_workers
 from k12tune.data.readers import ReadStats, find_data_files, iter_file, local_dir
 from k12tune.data.specs import SourceSpec
 from k12tune.manifest import MANIFEST
@@ -91,6 +91,8 @@ def data_plan(cfg: DataConfig, sample_size: int = 200) -> str:
         "  duplicate: SHA-256 of the NFKC, white-space-collapsed text; first occurrence wins",
         f"split: val_fraction {cfg.val_fraction} by id hash; mix: zh_ratio {cfg.mix.zh_ratio}, "
         f"length buckets {cfg.mix.length_edges}, when_exhausted {cfg.mix.when_exhausted}, seed {cfg.seed}",
+        f"workers: {resolve_workers(cfg)} process(es) judging batches"
+        + (" (auto)" if cfg.workers == 0 else ""),
         "outputs:",
         *(f"  {out / name}" for stage in STAGES for name in output_names(stage)),
         f"  {out / REJECTED}",
