@@ -39,6 +39,14 @@ STAGES: dict[str, Stage] = {
         summarise="k12tune.data.summary:summarise",
         default_config="configs/data.yaml",
     ),
+    "train_sft": Stage(
+        summary="LoRA/QLoRA fine-tuning of the base on data_proc/sft_train.jsonl into outputs/sft/.",
+        config="k12tune.config.sft:SFTConfig",
+        run="k12tune.train.sft:train_sft",
+        plan="k12tune.train.sft_plan:sft_plan",
+        summarise="k12tune.train.sft:summarise",
+        default_config="configs/sft.yaml",
+    ),
 }
 
 

@@ -1,0 +1,64 @@
+"""What a training run leaves beside its adapter to show how it went: `train_log.jsonl` (one JSON
+object per logging event, appended as training goes, so a crashed run keeps its history) and
+`loss_curve.png` (training and validation loss against the optimizer step)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TRAIN_LOG = "train_log.jsonl"
+LOSS_CURVE = "loss_curve.png"
+
+
+def make_log_callback(path: Path) -> Any:
+    """A transformers `TrainerCallback` appending every log event, with step and epoch, to `path`
+    (main process only)."""
+    from transformers import TrainerCallback
+
+    class JsonlLogCallback(TrainerCallback):
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any
+        ) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    return JsonlLogCallback()
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def trim_log(path: Path, last_step: int) -> None:
+    """On resume: drop the rows written after the checkpoint, since those steps are redone."""
+    rows = [row for row in read_log(path) if row["step"] <= last_step]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def plot_loss_curve(rows: list[dict[str, Any]], out: Path, title: str) -> None:
+    """Training loss (and eval loss when present) against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, label in (("loss", "train"), ("eval_loss", "val")):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o" if label == "val" else None, label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
