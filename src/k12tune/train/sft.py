@@ -104,22 +104,13 @@ def trainer_args(cfg: SFTConfig, out: Path, *, bf16: bool, has_val: bool) -> Any
     )
 
 
-def run_sft(cfg: SFTConfig) -> tuple[Any, dict[str, Any]]:
-    """Train and publish; returns the trainer (its model is the trained PeftModel) and a summary."""
+def build_trainer(cfg: SFTConfig) -> tuple[Any, list[Path]]:
+    """The configured `SFTTrainer` (model loaded, adapter attached, data tokenized) and the data
+    files it reads."""
     from trl import SFTTrainer
 
     files = check_inputs(cfg)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_manifest(out)
-    resume = resolve_resume(cfg.train.resume, out)
-    log_path = out / TRAIN_LOG
-    if resume is None:
-        log_path.unlink(missing_ok=True)
-    else:
-        step = int(resume.name.rsplit("-", 1)[1])
-        log.info("resuming from %s (step %d)", resume, step)
-        trim_log(log_path, step)
     bf16 = use_bf16(cfg.train)
     tokenizer = load_tokenizer(cfg.model)
     model = load_base(cfg.model, bf16=bf16, gradient_checkpointing=cfg.train.gradient_checkpointing)
@@ -134,8 +125,25 @@ def run_sft(cfg: SFTConfig) -> tuple[Any, dict[str, Any]]:
         eval_dataset=val,
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora),
-        callbacks=[make_log_callback(log_path)],
+        callbacks=[make_log_callback(out / TRAIN_LOG)],
     )
+    return trainer, files
+
+
+def run_sft(cfg: SFTConfig) -> tuple[Any, dict[str, Any]]:
+    """Train and publish; returns the trainer (its model is the trained PeftModel) and a summary."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_manifest(out)
+    resume = resolve_resume(cfg.train.resume, out)
+    log_path = out / TRAIN_LOG
+    if resume is None:
+        log_path.unlink(missing_ok=True)
+    else:
+        step = int(resume.name.rsplit("-", 1)[1])
+        log.info("resuming from %s (step %d)", resume, step)
+        trim_log(log_path, step)
+    trainer, files = build_trainer(cfg)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     staging = out / ".staging"
     if trainer.is_world_process_zero():
@@ -146,12 +154,13 @@ def run_sft(cfg: SFTConfig) -> tuple[Any, dict[str, Any]]:
     summary = {
         "global_step": trainer.state.global_step,
         "train_loss": result.training_loss,
-        "train_records": len(train),
-        "val_records": len(val) if val is not None else 0,
+        "train_records": len(trainer.train_dataset),
         "resumed_from": str(resume) if resume else None,
-        "bf16": bf16,
+        "bf16": trainer.args.bf16,
     }
     if trainer.is_world_process_zero():
+        # training_args.bin is a pickle; the resolved config.yaml says the same in plain text.
+        (staging / "training_args.bin").unlink(missing_ok=True)
         (staging / RESOLVED_CONFIG).write_text(
             yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8"
         )
