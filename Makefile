@@ -1,4 +1,5 @@
-# `make demo`: the demo on bundled data (now: the data stage). `make test`: the test suite.
+# `make demo`: the pipeline on bundled data (now: data stage, then SFT of a tiny offline base).
+# `make test`: the test suite.
 # Both create .venv and install the CPU stack on first use.
 PYTHON ?= python3
 VENV := .venv
@@ -18,6 +19,9 @@ demo: $(STAMP)
 	rm -rf demo
 	$(PY) -m k12tune.demo.data demo/data_raw
 	$(PY) -m scripts.prepare_data --config configs/demo/data.yaml --dry-run false
+	$(PY) -m k12tune.demo.base demo/tiny_base demo/data_proc
+	$(PY) -m scripts.train_sft --config configs/demo/sft.yaml
+	$(PY) -m scripts.train_sft --config configs/demo/sft.yaml --dry-run false
 
 test: $(STAMP)
 	$(PY) -m ruff check src scripts tests bench

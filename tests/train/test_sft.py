@@ -218,3 +218,32 @@ def test_dry_run_proposes_a_fitting_batch_when_over_budget(tmp_path: Path) -> No
     assert "proposal: train.per_device_batch_size=1 train.gradient_accumulation_steps=16" in plan
     cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps = 1, 16
     assert "fits gpu_memory_gb 24" in sft_plan(cfg)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "zero_stage"),
+    [
+        ("single_gpu", "NO", None),
+        ("ddp", "MULTI_GPU", None),
+        ("deepspeed_zero2", "DEEPSPEED", 2),
+        ("deepspeed_zero3", "DEEPSPEED", 3),
+        ("fsdp", "FSDP", None),
+    ],
+)
+def test_accelerate_configs_load(name: str, kind: str, zero_stage: int | None) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(Path(__file__).parents[2] / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type.name == kind
+    assert config.mixed_precision == "bf16"
+    assert (config.deepspeed_config or {}).get("zero_stage") == zero_stage
+
+
+def test_4bit_with_sharding_is_refused(monkeypatch, tmp_path: Path) -> None:
+    from k12tune.config.train import ModelConfig
+    from k12tune.train.model import check_quantization
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="which DEEPSPEED sharding cannot split"):
+        check_quantization(ModelConfig(quantization="4bit"))
+    check_quantization(ModelConfig(quantization="none"))

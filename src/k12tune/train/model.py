@@ -31,6 +31,13 @@ def check_quantization(cfg: ModelConfig) -> None:
     """Fail early and clearly when 4-bit cannot work on this machine."""
     if cfg.quantization != "4bit":
         return
+    for sharding in ("DEEPSPEED", "FSDP"):
+        if os.environ.get(f"ACCELERATE_USE_{sharding}", "").lower() == "true":
+            raise ConfigError(
+                f"model.quantization: 4bit loads a whole quantised copy per GPU, which {sharding} "
+                "sharding cannot split: use configs/accelerate/ddp.yaml (or single_gpu.yaml) for "
+                "QLoRA, or model.quantization=none with ZeRO/FSDP"
+            )
     import torch
 
     if not torch.cuda.is_available():

@@ -169,7 +169,7 @@ def memory_lines(
 
     est = estimate(train.per_device_batch_size, seq_len, model.quantization)
     lines = [
-        f"peak GPU memory (estimate, model shape from {where}; LoRA {est.lora_params / 1e6:.1f}M params): "
+        f"peak GPU memory (estimate, model shape from {where}; LoRA {est.lora_params:,} params): "
         f"{est.describe()}",
     ]
     if est.total <= budget_gib * GIB:

@@ -86,6 +86,7 @@ def trainer_args(cfg: SFTConfig, out: Path, *, bf16: bool, has_val: bool) -> Any
         max_grad_norm=t.max_grad_norm,
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
+        ddp_find_unused_parameters=False,
         bf16=bf16,
         logging_steps=t.logging_steps,
         eval_strategy="steps" if has_val else "no",
