@@ -28,6 +28,7 @@ class Stage:
     plan: str
     summarise: str
     default_config: str
+    example: str  # a typical KEY=VALUE override, for --help
 
 
 STAGES: dict[str, Stage] = {
@@ -38,6 +39,7 @@ STAGES: dict[str, Stage] = {
         plan="k12tune.data.plan:data_plan",
         summarise="k12tune.data.summary:summarise",
         default_config="configs/data.yaml",
+        example="sft_sources.0.weight=0",
     ),
     "train_sft": Stage(
         summary="LoRA/QLoRA fine-tuning of the base on data_proc/sft_train.jsonl into outputs/sft/.",
@@ -46,6 +48,7 @@ STAGES: dict[str, Stage] = {
         plan="k12tune.train.sft_plan:sft_plan",
         summarise="k12tune.train.sft:summarise",
         default_config="configs/sft.yaml",
+        example="model.quantization=4bit",
     ),
 }
 
@@ -71,8 +74,8 @@ def build_parser(name: str, stage: Stage) -> argparse.ArgumentParser:
         prog=f"k12tune {name}",
         description=stage.summary,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="config keys (set them in the YAML file or as KEY=VALUE overrides; lists by index, "
-        "e.g. sft_sources.0.weight=0):\n" + "\n".join(describe_fields(_load(stage.config))),
+        epilog="config keys (set them in the YAML file or as KEY=VALUE overrides such as "
+        f"{stage.example}; list items by index):\n" + "\n".join(describe_fields(_load(stage.config))),
     )
     parser.add_argument(
         "--config", default=stage.default_config, help=f"YAML config file (default: {stage.default_config})."
@@ -91,7 +94,7 @@ def build_parser(name: str, stage: Stage) -> argparse.ArgumentParser:
         help="Logging verbosity.",
     )
     parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="Override any config key, e.g. val_fraction=0.05."
+        "overrides", nargs="*", metavar="KEY=VALUE", help=f"Override any config key, e.g. {stage.example}."
     )
     return parser
 

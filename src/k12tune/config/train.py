@@ -65,7 +65,7 @@ class TrainSettings(StrictModel):
     save_total_limit: int = Field(default=3, ge=1, description="Checkpoints kept (oldest deleted).")
     resume: str = Field(
         default="auto",
-        description="auto: continue from the last complete checkpoint in output_dir if any; "
+        description="auto: continue from the last complete checkpoint in out_dir if any; "
         "never: start fresh; or a checkpoint folder.",
     )
     report_to: list[Literal["tensorboard", "wandb"]] = Field(

@@ -50,7 +50,7 @@ def sft_plan(cfg: SFTConfig, sample_size: int = 2000) -> str:
     )
     if d.packing:
         # Best-fit decreasing fills rows almost completely; rows are not padded at all.
-        tokens = mean and sum(kept) / len(kept) * records
+        tokens = sum(kept) / len(kept) * records if kept else 0.0
         rows = math.ceil(tokens / d.max_length)
         lines.append(
             f"batching: packed into ~{rows:,} rows of {d.max_length} tokens, padding-free (padding share 0%)"
