@@ -2,11 +2,18 @@ from __future__ import annotations
 
 import collections
 import unicodedata
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from k12tune.data.textstats import is_cjk, text_stats
+from k12tune.data.textstats import char_stats, is_cjk, rep_ratio_4gram
+
+
+def text_stats(texts: list[str]) -> SimpleNamespace:
+    """The three statistics of a batch, as the filters read them."""
+    n_chars, zh_share = char_stats(texts)
+    return SimpleNamespace(n_chars=n_chars, zh_share=zh_share, rep_ratio_4gram=rep_ratio_4gram(texts))
 
 
 def reference(text: str) -> tuple[int, float, float]:

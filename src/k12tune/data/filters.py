@@ -5,7 +5,7 @@ dropped; the pipeline writes each dropped record to the rejects file with the ru
 
 A record has one text part (SFT: the conversation) or three (preference: prompt, chosen,
 rejected); it fails a rule when any of its parts does. The text of a part is its messages'
-cleaned contents joined with "\\n" (see `pipeline.part_texts`).
+cleaned contents joined with "\\n" (see `judge.part_texts`).
 """
 
 from __future__ import annotations

@@ -96,9 +96,9 @@ class Verdicts:
     counts: dict[str, FilterCounts]
 
 
-def payload(record: SFTRecord | PrefRecord) -> dict[str, Any]:
-    """A record as the rejects file shows it: its content, without id, source and lang."""
-    body = record.to_json()
+def payload(body: dict[str, Any]) -> dict[str, Any]:
+    """An output record (`to_json()` form) as the rejects file shows it: without id, source
+    and lang."""
     del body["id"], body["source"], body["lang"]
     return body
 
@@ -184,7 +184,9 @@ class Judge:
         for rule in filters:
             for failure in rule.apply(view):
                 record = records[failure.index]
-                line = reject_line(self.stage, record.origin, rule.name, failure.detail, payload(record))
+                line = reject_line(
+                    self.stage, record.origin, rule.name, failure.detail, payload(record.to_json())
+                )
                 out.rejects.append((positions[failure.index], rule.name, line))
         lengths = view.stat("n_chars").reshape(len(records), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
@@ -193,7 +195,9 @@ class Judge:
             record = records[i]
             if pair_filter is not None and not pair_filter.passes(forms[1], forms[2]):
                 detail = "chosen equals rejected"
-                line = reject_line(self.stage, record.origin, pair_filter.name, detail, payload(record))
+                line = reject_line(
+                    self.stage, record.origin, pair_filter.name, detail, payload(record.to_json())
+                )
                 out.rejects.append((positions[i], pair_filter.name, line))
                 continue
             key = digest(forms)

@@ -30,7 +30,7 @@ from k12tune.atomic import atomic_write_bytes, publish, staging_dir
 from k12tune.config.data import DataConfig
 from k12tune.data.dedup import Deduplicator
 from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
-from k12tune.data.judge import RawBatch, Verdicts, judge_batch, reject_line, start_worker
+from k12tune.data.judge import RawBatch, Verdicts, judge_batch, payload, reject_line, start_worker
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.data.readers import RawItem, ReadStats, find_data_files, iter_source, local_dir
 from k12tune.data.specs import SourceSpec
@@ -177,9 +177,8 @@ class StageWriter:
 
     def _late_reject(self, v: Verdicts, k: int, rule: str, detail: str) -> tuple[int, str, bytes]:
         """A rejection decided here, after judging: rebuilt from the record's output line."""
-        record = orjson.loads(v.lines[k])
-        del record["id"], record["source"], record["lang"]
         origin = Origin(v.source, v.files[k], v.line_numbers[k])
+        record = payload(orjson.loads(v.lines[k]))
         return v.positions[k], rule, reject_line(self.stage, origin, rule, detail, record)
 
     def add(self, v: Verdicts) -> None:

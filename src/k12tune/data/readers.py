@@ -103,6 +103,11 @@ def iter_jsonl(path: Path, source: str, stats: ReadStats, *, parse: bool = True)
     name = str(path)
     line_no = 0
     carry = b""
+
+    def item(line: bytes, number: int) -> RawItem:
+        origin = Origin(source, name, number)
+        return parse_line(line, origin) if parse else RawItem(line, origin, None, True)
+
     with open(path, "rb") as handle, _progress(path) as bar:
         first = True
         while chunk := handle.read(_CHUNK):
@@ -116,13 +121,11 @@ def iter_jsonl(path: Path, source: str, stats: ReadStats, *, parse: bool = True)
             for line in lines:
                 line_no += 1
                 if line.strip():
-                    origin = Origin(source, name, line_no)
-                    yield parse_line(line, origin) if parse else RawItem(line, origin, None, True)
+                    yield item(line, line_no)
                 else:
                     stats.blank_lines += 1
         if carry.strip():
-            origin = Origin(source, name, line_no + 1)
-            yield parse_line(carry, origin) if parse else RawItem(carry, origin, None, True)
+            yield item(carry, line_no + 1)
     stats.files[name] = hasher.hexdigest()
 
 

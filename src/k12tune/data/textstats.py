@@ -30,22 +30,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from k12tune.data.unicode_tables import CJK_RANGES, N_CODE_POINTS, is_cjk, unicode_tables
 
-__all__ = ["CJK_RANGES", "TextStats", "char_stats", "is_cjk", "rep_ratio_4gram", "text_stats"]
+__all__ = ["CJK_RANGES", "char_stats", "is_cjk", "rep_ratio_4gram"]
 
 _NGRAM = 4
-
-
-@dataclass(slots=True)
-class TextStats:
-    n_chars: np.ndarray  # int64
-    zh_share: np.ndarray  # float64
-    rep_ratio_4gram: np.ndarray  # float64
 
 
 def code_points(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +161,3 @@ def rep_ratio_4gram(texts: Sequence[str]) -> np.ndarray:
     grams = np.maximum(np.diff(bounds) - (_NGRAM - 1), 0)
     repeated = grams - _distinct_4grams(cps, bounds)
     return np.divide(repeated, grams, out=np.zeros(len(texts)), where=grams > 0)
-
-
-def text_stats(texts: Sequence[str]) -> TextStats:
-    """The three statistics for every text of the batch (see the module docstring)."""
-    n_chars, zh_share = char_stats(texts)
-    return TextStats(n_chars=n_chars, zh_share=zh_share, rep_ratio_4gram=rep_ratio_4gram(texts))

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from k12tune.atomic import publish
 from k12tune.config.sft import SFTConfig
 from k12tune.errors import ConfigError, DataError
 from k12tune.manifest import file_sha256, remove_manifest, verify_manifest, write_manifest
@@ -167,8 +168,7 @@ def run_sft(cfg: SFTConfig) -> tuple[Any, dict[str, Any]]:
         )
         plot_loss_curve(read_log(log_path), staging / LOSS_CURVE, f"SFT of {cfg.model.base}")
         names = sorted(p.name for p in staging.iterdir() if p.is_file())
-        for name in names:
-            (staging / name).replace(out / name)
+        publish(staging, out, names)
         shutil.rmtree(staging, ignore_errors=True)
         write_manifest(
             out,
