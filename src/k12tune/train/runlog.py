@@ -1,6 +1,7 @@
 """What a training run leaves beside its adapter to show how it went: `train_log.jsonl` (one JSON
 object per logging event, appended as training goes, so a crashed run keeps its history) and
-`loss_curve.png` (training and validation loss against the optimizer step)."""
+`loss_curve.png` (training and validation loss against the optimizer step; for the preference
+stages also the reward margin and the reward accuracy, each in its own panel)."""
 
 from __future__ import annotations
 
@@ -42,23 +43,42 @@ def trim_log(path: Path, last_step: int) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-def plot_loss_curve(rows: list[dict[str, Any]], out: Path, title: str) -> None:
-    """Training loss (and eval loss when present) against the step, as a PNG."""
+# (panel title, y label, [(log key, legend label)]); a panel is drawn when any of its keys was logged.
+PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("loss", "loss", (("loss", "train"), ("eval_loss", "val"))),
+    (
+        "reward margin (chosen - rejected)",
+        "margin",
+        (("rewards/margins", "train"), ("eval_rewards/margins", "val")),
+    ),
+    (
+        "reward accuracy (share of pairs with chosen > rejected)",
+        "accuracy",
+        (("rewards/accuracies", "train"), ("eval_rewards/accuracies", "val")),
+    ),
+)
+
+
+def plot_curves(rows: list[dict[str, Any]], out: Path, title: str) -> None:
+    """The logged curves against the optimizer step, one panel per quantity, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for key, label in (("loss", "train"), ("eval_loss", "val")):
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        if points:
-            ax.plot(*zip(*points, strict=True), marker="o" if label == "val" else None, label=label)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    panels = [p for p in PANELS if any(key in r for r in rows for key, _ in p[2])] or [PANELS[0]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 3.2 * len(panels)), dpi=100, squeeze=False)
+    for ax, (name, ylabel, series) in zip(axes[:, 0], panels, strict=True):
+        for key, label in series:
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o" if label == "val" else None, label=label)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -1,0 +1,149 @@
+"""One training run from start to published folder, shared by every training stage.
+
+The order matters for trust: the old manifest goes first (so a crash leaves no folder that looks
+finished), the run resumes from the last complete checkpoint, the adapter and its side files
+are written to `.staging/` and moved into place together, and `manifest.json` comes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k12tune.atomic import publish
+from k12tune.manifest import file_sha256, remove_manifest, write_manifest
+from k12tune.train.checkpoints import resolve_resume
+from k12tune.train.runlog import LOSS_CURVE, TRAIN_LOG, plot_curves, read_log, trim_log
+
+log = logging.getLogger(__name__)
+
+RESOLVED_CONFIG = "config.yaml"
+LIBRARIES: tuple[str, ...] = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+
+
+@dataclass
+class Built:
+    """What a stage's builder hands the runner: the configured trainer, the input files (hashed
+    into the manifest), counts for the summary, and extra files to publish beside the adapter."""
+
+    trainer: Any
+    inputs: list[Path]
+    counts: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def train_and_publish(
+    cfg: Any, *, stage: str, out_dir: str, title: str, build: Callable[[], Built]
+) -> tuple[Any, dict[str, Any]]:
+    """Train and publish; returns the trainer (its model is the trained PeftModel) and a summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_manifest(out)
+    resume = resolve_resume(cfg.train.resume, out)
+    log_path = out / TRAIN_LOG
+    if resume is None:
+        log_path.unlink(missing_ok=True)
+    else:
+        step = int(resume.name.rsplit("-", 1)[1])
+        log.info("resuming from %s (step %d)", resume, step)
+        trim_log(log_path, step)
+    built = build()
+    trainer = built.trainer
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    staging = out / ".staging"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))  # every rank: ZeRO-3 gathers the adapter here
+    summary = {
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "train_records": len(trainer.train_dataset),
+        "resumed_from": str(resume) if resume else None,
+        "bf16": trainer.args.bf16,
+        **built.counts,
+    }
+    if trainer.is_world_process_zero():
+        # training_args.bin is a pickle; the resolved config.yaml says the same in plain text.
+        (staging / "training_args.bin").unlink(missing_ok=True)
+        (staging / RESOLVED_CONFIG).write_text(
+            yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
+        for name, data in built.files.items():
+            (staging / name).write_bytes(data)
+        plot_curves(read_log(log_path), staging / LOSS_CURVE, title)
+        names = sorted(p.name for p in staging.iterdir() if p.is_file())
+        publish(staging, out, names)
+        shutil.rmtree(staging, ignore_errors=True)
+        write_manifest(
+            out,
+            stage=stage,
+            config=cfg.model_dump(mode="json"),
+            inputs={str(p): file_sha256(p) for p in built.inputs},
+            outputs=[*names, TRAIN_LOG],
+            counts=summary,
+            libraries=LIBRARIES,
+        )
+    return trainer, summary
+
+
+def common_args(cfg: Any, out: Path, *, bf16: bool, has_val: bool) -> dict[str, Any]:
+    """The TrainingArguments every stage sets the same way from `cfg.train`."""
+    t = cfg.train
+    return {
+        "output_dir": str(out),
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "per_device_train_batch_size": t.per_device_batch_size,
+        "per_device_eval_batch_size": t.per_device_batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_ratio,
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "ddp_find_unused_parameters": False,
+        "bf16": bf16,
+        "logging_steps": t.logging_steps,
+        "eval_strategy": "steps" if has_val else "no",
+        "eval_steps": t.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "report_to": list(t.report_to) or "none",
+        "seed": t.seed,
+        "data_seed": t.seed,
+    }
+
+
+def check_report_to(report_to: list[str]) -> None:
+    from k12tune.errors import ConfigError
+
+    if "tensorboard" in report_to:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "train.report_to: tensorboard needs its package (pip install tensorboard), "
+                "or set train.report_to=[]"
+            ) from None
+
+
+def summary_lines(stage: str, out_dir: str, summary: dict[str, Any], seconds: float) -> list[str]:
+    out = Path(out_dir)
+    resumed = f", resumed from {summary['resumed_from']}" if summary["resumed_from"] else ""
+    return [
+        f"{stage} finished in {seconds:.0f} s: {summary['global_step']} optimizer steps, "
+        f"mean training loss {summary['train_loss']:.4f}{resumed}",
+        f"  adapter and tokenizer: {out}",
+        f"  log: {out / TRAIN_LOG}; curves: {out / LOSS_CURVE}; TensorBoard: {out / 'runs'}",
+    ]
