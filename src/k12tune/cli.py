@@ -50,6 +50,24 @@ STAGES: dict[str, Stage] = {
         default_config="configs/sft.yaml",
         example="model.quantization=4bit",
     ),
+    "train_orpo": Stage(
+        summary="ORPO alignment of the SFT policy on data_proc/pref_train.jsonl into outputs/align/.",
+        config="k12tune.config.align:ORPOConfig",
+        run="k12tune.train.align:train_orpo",
+        plan="k12tune.train.align_plan:align_plan",
+        summarise="k12tune.train.align:summarise",
+        default_config="configs/orpo.yaml",
+        example="orpo.length_penalty=0",
+    ),
+    "train_dpo": Stage(
+        summary="DPO alignment of the SFT policy on data_proc/pref_train.jsonl into outputs/align/.",
+        config="k12tune.config.align:DPOConfig",
+        run="k12tune.train.align:train_dpo",
+        plan="k12tune.train.align_plan:align_plan",
+        summarise="k12tune.train.align:summarise",
+        default_config="configs/dpo.yaml",
+        example="dpo.reference_free=true",
+    ),
 }
 
 

@@ -16,7 +16,12 @@ The estimate (bytes) is the sum of
   intermediates, and the dropout copies of each adapted input); without checkpointing every
   layer holds its full set. Eager attention adds 2 * b * heads * s^2 * 2 bytes per live layer;
 - logits: b * s * vocab * 10 bytes (bf16 logits, their fp32 upcast for the loss, and the fp32
-  gradient), the largest single term at Qwen's 152k vocabulary;
+  gradient), the largest single term at Qwen's 152k vocabulary. The preference stages never build
+  them: TRL's fused LM head scores tokens in tiles of 4096 x 32768 logits, keeping an fp32 copy of the last
+  hidden states and their gradient (b * s * h * 8 bytes) plus one fp32 tile (0.5 GiB);
+- a reference model's own memory, where the stage keeps one (see `align_plan.reference_bytes`):
+  0 when it is the policy with its adapter disabled, adapter-sized when it is a frozen adapter
+  copy;
 - the CUDA context and allocator slack: 0.75 GiB plus 5% of the above.
 
 Checked against published figures (tests/train/test_memory.py), the QwenLM/Qwen README,
@@ -38,6 +43,7 @@ NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)
 LORA_BYTES_PER_PARAM = 16
 CONTEXT_BYTES = int(0.75 * GIB)
 SLACK = 0.05
+FUSED_TILE = 4096 * 32768  # logits per tile of TRL's fused LM head
 
 
 @dataclass(frozen=True)
@@ -118,16 +124,15 @@ class MemoryEstimate:
     logits: int
     overhead: int
     lora_params: int
+    reference: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.adapters + self.activations + self.logits + self.overhead
+        return self.weights + self.adapters + self.activations + self.logits + self.reference + self.overhead
 
     def describe(self) -> str:
-        parts = ", ".join(
-            f"{name} {getattr(self, name) / GIB:.1f}"
-            for name in ("weights", "adapters", "activations", "logits", "overhead")
-        )
+        names = ("weights", "adapters", "activations", "logits", *(("reference",) if self.reference else ()))
+        parts = ", ".join(f"{name} {getattr(self, name) / GIB:.1f}" for name in (*names, "overhead"))
         return f"{self.total / GIB:.1f} GiB ({parts})"
 
 
@@ -149,8 +154,11 @@ def estimate_memory(
     batch_size: int,
     gradient_checkpointing: bool,
     attention: str = "sdpa",
+    fused_logits: bool = False,
+    reference: int = 0,
 ) -> MemoryEstimate:
-    """Peak bytes on one GPU for one micro-batch of `batch_size` sequences of `seq_len` tokens."""
+    """Peak bytes on one GPU for one micro-batch of `batch_size` sequences of `seq_len` tokens
+    (a preference pair is two sequences); `reference` is the reference model's own bytes."""
     if quantization == "4bit":
         weights = int(shape.linear_params() * NF4_BITS / 8) + 4 * shape.other_params()
     else:
@@ -164,7 +172,7 @@ def estimate_memory(
         activations = shape.layers * tokens * shape.hidden * 2 + one_layer
     else:
         activations = shape.layers * one_layer
-    logits = tokens * shape.vocab * 10
+    logits = tokens * shape.hidden * 8 + FUSED_TILE * 4 if fused_logits else tokens * shape.vocab * 10
     adapters = n_lora * LORA_BYTES_PER_PARAM
-    overhead = CONTEXT_BYTES + int(SLACK * (weights + adapters + activations + logits))
-    return MemoryEstimate(weights, adapters, activations, logits, overhead, n_lora)
+    overhead = CONTEXT_BYTES + int(SLACK * (weights + adapters + activations + logits + reference))
+    return MemoryEstimate(weights, adapters, activations, logits, overhead, n_lora, reference)

@@ -79,11 +79,13 @@ class TokenCounter:
             return template if isinstance(template, str) else None
         return None
 
-    def __call__(self, messages: list[dict[str, str]]) -> int:
+    def __call__(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> int:
         if self.exact:
-            text = self.template.render(messages=messages, add_generation_prompt=False, tools=None)
+            text = self.template.render(
+                messages=messages, add_generation_prompt=add_generation_prompt, tools=None
+            )
             return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
-        tokens = _TOKENS_PER_MESSAGE * len(messages)
+        tokens = _TOKENS_PER_MESSAGE * (len(messages) + add_generation_prompt)
         if not messages or messages[0]["role"] != "system":
             tokens += _DEFAULT_SYSTEM_TOKENS
         for message in messages:
@@ -148,9 +150,14 @@ def memory_lines(
     train: TrainSettings,
     seq_len: int,
     budget_gib: float,
+    *,
+    sequences_per_item: int = 1,
+    fused_logits: bool = False,
+    reference: int = 0,
 ) -> list[str]:
     """The estimate against the budget; when over, the largest fitting micro-batch (same
-    effective batch through more accumulation), else a shorter length, else 4-bit."""
+    effective batch through more accumulation), else a shorter length, else 4-bit. An item is
+    a conversation (SFT) or a pair (`sequences_per_item` 2: chosen and rejected rows)."""
     shape, where = model_shape(model)
     if shape is None:
         return [f"peak GPU memory: no estimate, model shape {where}"]
@@ -162,9 +169,11 @@ def memory_lines(
             targets=lora.target_modules,
             quantization=quantization,
             seq_len=length,
-            batch_size=batch,
+            batch_size=batch * sequences_per_item,
             gradient_checkpointing=train.gradient_checkpointing,
             attention=model.attn_implementation,
+            fused_logits=fused_logits,
+            reference=reference,
         )
 
     est = estimate(train.per_device_batch_size, seq_len, model.quantization)
