@@ -27,26 +27,45 @@ def conversation(question: str, answer: str) -> dict:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
-def write_sft_data(folder: Path, train: list[dict], val: list[dict]) -> Path:
-    """sft_train/sft_val JSONL plus the manifest a finished prepare_data leaves."""
+def write_data(folder: Path, kind: str, train: list[dict], val: list[dict]) -> Path:
+    """<kind>_train/<kind>_val JSONL plus the manifest a finished prepare_data leaves; rows get
+    an id, a source and lang zh unless they carry their own."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("sft_train.jsonl", train), ("sft_val.jsonl", val)):
+    names = [f"{kind}_train.jsonl", f"{kind}_val.jsonl"]
+    for name, rows in zip(names, (train, val), strict=True):
         with open(folder / name, "w", encoding="utf-8") as handle:
             for i, row in enumerate(rows):
-                handle.write(
-                    json.dumps({"id": f"r{i}", "source": "test", "lang": "zh", **row}, ensure_ascii=False)
-                )
-                handle.write("\n")
-    write_manifest(
-        folder,
-        stage="prepare_data",
-        config={},
-        inputs={},
-        outputs=["sft_train.jsonl", "sft_val.jsonl"],
-        counts={},
-        libraries=(),
-    )
+                record = {"id": f"r{i}", "source": "test", "lang": "zh", **row}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_manifest(folder, stage="prepare_data", config={}, inputs={}, outputs=names, counts={}, libraries=())
     return folder
+
+
+def write_sft_data(folder: Path, train: list[dict], val: list[dict]) -> Path:
+    return write_data(folder, "sft", train, val)
+
+
+def pair(question: str, good: str, bad: str, lang: str = "zh") -> dict:
+    return {
+        "lang": lang,
+        "prompt": [{"role": "user", "content": question}],
+        "chosen": [{"role": "assistant", "content": good}],
+        "rejected": [{"role": "assistant", "content": bad}],
+    }
+
+
+# Each memorisable question with its right answer (chosen) and a wrong one (rejected).
+WRONG = [
+    "一加一等于三。",
+    "三角形有五条边。",
+    "水在零度会沸腾。",
+    "太阳从西边升起。",
+    "一年有七个季节。",
+    "中国的首都是上海。",
+    "五乘以二等于七。",
+    "植物只需要石头。",
+]
+PAIRS = [pair(q, a, w) for (q, a), w in zip(MEMORISABLE, WRONG, strict=True)]
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +79,11 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
             texts.append(f"{record['prompt']}\n{record['response']}")
     texts += [f"{q}\n{a}" for q, a in MEMORISABLE]
     return build_tiny_base(tmp_path_factory.mktemp("tiny_base"), texts)
+
+
+@pytest.fixture
+def pref_data(tmp_path: Path) -> Path:
+    return write_data(tmp_path / "pref_proc", "pref", PAIRS, PAIRS[:2])
 
 
 @pytest.fixture

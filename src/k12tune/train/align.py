@@ -24,7 +24,7 @@ from k12tune.train.model import load_tokenizer, use_bf16
 from k12tune.train.pref_data import PairFile, read_pairs, rejects_jsonl, to_dataset
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
 from k12tune.train.runner import Built, check_report_to, common_args, summary_lines, train_and_publish
-from k12tune.train.start import load_policy
+from k12tune.train.start import check_sft_adapter, load_policy
 
 ORPO_STAGE, DPO_STAGE = "train_orpo", "train_dpo"
 
@@ -71,13 +71,14 @@ def load_pair_files(cfg: AlignConfig, tokenizer: Any, files: list[Path]) -> list
 def build(cfg: ORPOConfig | DPOConfig) -> Built:
     """The configured TRL trainer (policy loaded, adapter attached, pairs tokenized)."""
     files = check_inputs(cfg)
+    sft_folder = check_sft_adapter(cfg)
     out = Path(cfg.out_dir)
     bf16 = use_bf16(cfg.train)
     tokenizer = load_tokenizer(cfg.model)
     pairs = load_pair_files(cfg, tokenizer, files)
     train = to_dataset(pairs[0])
     val = to_dataset(pairs[1]) if len(pairs) > 1 and pairs[1].kept else None
-    model, peft_config, start = load_policy(cfg, bf16=bf16)
+    model, peft_config, start = load_policy(cfg, sft_folder, bf16=bf16)
     common = {
         **common_args(cfg, out, bf16=bf16, has_val=val is not None),
         "max_length": cfg.data.max_length,

@@ -57,9 +57,9 @@ def check_sft_adapter(cfg: AlignConfig) -> Path | None:
     return folder
 
 
-def load_policy(cfg: AlignConfig, *, bf16: bool) -> tuple[Any, Any, str]:
-    """(model, peft_config for a new adapter or None, a one-line description)."""
-    folder = check_sft_adapter(cfg)
+def load_policy(cfg: AlignConfig, folder: Path | None, *, bf16: bool) -> tuple[Any, Any, str]:
+    """(model, peft_config for a new adapter or None, a one-line description); `folder` is the
+    checked SFT output (`check_sft_adapter`)."""
     mode = start_mode(cfg)
     model = load_base(cfg.model, bf16=bf16, gradient_checkpointing=cfg.train.gradient_checkpointing)
     if folder is None:
