@@ -1,4 +1,5 @@
-# `make demo`: the pipeline on bundled data (now: data stage, then SFT of a tiny offline base).
+# `make demo`: the pipeline on bundled data (data stage, SFT of a tiny offline base, then DPO
+# and ORPO of the SFT policy).
 # `make test`: the test suite.
 # Both create .venv and install the CPU stack on first use.
 PYTHON ?= python3
@@ -22,6 +23,9 @@ demo: $(STAMP)
 	$(PY) -m k12tune.demo.base demo/tiny_base demo/data_proc
 	$(PY) -m scripts.train_sft --config configs/demo/sft.yaml
 	$(PY) -m scripts.train_sft --config configs/demo/sft.yaml --dry-run false
+	$(PY) -m scripts.train_dpo --config configs/demo/dpo.yaml
+	$(PY) -m scripts.train_dpo --config configs/demo/dpo.yaml --dry-run false
+	$(PY) -m scripts.train_orpo --config configs/demo/orpo.yaml --dry-run false
 
 test: $(STAMP)
 	$(PY) -m ruff check src scripts tests bench

@@ -92,11 +92,10 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
         "callbacks": [make_log_callback(out / TRAIN_LOG)],
     }
     if isinstance(cfg, ORPOConfig):
-        from trl.experimental.orpo import ORPOConfig as TRLConfig
-
         from k12tune.train.pref_trainers import K12ORPOTrainer
+        from k12tune.train.pref_trainers import ORPOArgs as TRLConfig
 
-        args = TRLConfig(**common, beta=cfg.orpo.beta)
+        args = TRLConfig(**common, beta=cfg.orpo.beta, remove_unused_columns=False)
         trainer = K12ORPOTrainer(args=args, length_penalty=cfg.orpo.length_penalty, **kwargs)
     else:
         from trl import DPOConfig as TRLConfig

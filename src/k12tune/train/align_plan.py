@@ -126,10 +126,11 @@ def align_plan(cfg: ORPOConfig | DPOConfig, sample_size: int = 2000) -> str:
             flat, [0] * len(flat), zh_ratio=d.prefer_chinese_ratio, when_exhausted=d.when_exhausted
         )
         per_epoch = len(sampler)
+        zh = int(sum(sampler.is_zh[sampler.order()]))
+        lone = "; WARNING: one language only, the ratio cannot apply" if len(set(flat)) < 2 else ""
         lines.append(
-            f"order: {d.prefer_chinese_ratio:.0%} Chinese pairs per epoch "
-            f"(when_exhausted: {d.when_exhausted}): "
-            f"{per_epoch:,} pairs per epoch, {sum(sampler.is_zh[sampler.order()]):,} of them Chinese"
+            f"order: prefer_chinese_ratio {d.prefer_chinese_ratio:g} (when_exhausted: {d.when_exhausted}): "
+            f"{per_epoch:,} pairs per epoch, {zh:,} of them Chinese ({zh / max(per_epoch, 1):.1%}){lone}"
         )
     plan = step_plan(pairs, per_epoch, t)
     steps = f"{plan.total_steps:,} optimizer steps" + (

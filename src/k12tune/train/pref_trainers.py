@@ -14,17 +14,27 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+
+# The ORPO API we rely on is pinned (trl>=1.16,<1.17 in pyproject.toml); no warning per run.
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl import DPOTrainer
+from trl.experimental.orpo import ORPOConfig as ORPOArgs
 from trl.experimental.orpo import ORPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.train.pref_losses import orpo_terms
+
+log = logging.getLogger(__name__)
+
+__all__ = ["K12DPOTrainer", "K12ORPOTrainer", "LanguageMix", "ORPOArgs"]
 
 LANG_COLUMN = "lang"
 LENGTH_COLUMN = "pair_tokens"
@@ -50,6 +60,8 @@ class LanguageMixMixin:
         # The dataset passed in has lost its unused columns; the rows are the same.
         full = self.train_dataset  # type: ignore[attr-defined]
         mix = self.language_mix
+        if len(set(full[LANG_COLUMN])) < 2 and 0 < mix.zh_ratio < 1:
+            log.warning("the training pairs are all in one language: prefer_chinese_ratio cannot apply")
         self.pair_sampler = MixedBucketSampler(
             full[LANG_COLUMN],
             full[LENGTH_COLUMN],
