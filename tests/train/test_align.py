@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -372,3 +373,28 @@ def test_qlora_without_a_gpu_is_one_clear_error(tiny_base: Path, pref_data: Path
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         build(cfg)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_shared_out_dir_never_resumes_another_stage(
+    tiny_base: Path, pref_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "align"
+    short = {"max_steps": 4, "save_steps": 2, "eval_steps": 2, "logging_steps": 2}
+    run_alignment(align_config("orpo", tiny_base, pref_data, out, train=short))
+    orpo_manifest = (out / "manifest.json").read_bytes()
+    with pytest.raises(ConfigError, match="belong to a train_orpo run"):
+        run_alignment(align_config("dpo", tiny_base, pref_data, out, train=short))
+    assert (out / "manifest.json").read_bytes() == orpo_manifest  # nothing touched
+    # Starting over removes the other stage's checkpoints; a resume from a renamed copy works.
+    _, summary = run_alignment(
+        align_config("dpo", tiny_base, pref_data, out, train={**short, "resume": "never"})
+    )
+    assert summary["global_step"] == 4 and summary["train_loss"] > 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    verify_manifest(out, "train_dpo")
+    saved = tmp_path / "my_copy"
+    shutil.copytree(out / "checkpoint-2", saved)
+    resumed = {**short, "resume": str(saved)}
+    _, summary = run_alignment(align_config("dpo", tiny_base, pref_data, out, train=resumed))
+    assert summary["resumed_from"] == str(saved) and summary["global_step"] == 4
+    assert [r["step"] for r in read_log(out / TRAIN_LOG) if "loss" in r] == [2, 4]

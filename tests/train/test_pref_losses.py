@@ -57,7 +57,21 @@ def test_penalty_off_is_plain_orpo_and_on_moves_the_loss_the_documented_way() ->
 
 
 def test_log1mexp_is_accurate_at_both_ends() -> None:
-    x = torch.tensor([-1e-8, -0.1, -0.7, -5.0, -40.0], dtype=torch.float64)
-    expected = torch.log(1 - torch.exp(x))
-    expected[0] = math.log(1e-8)  # 1 - exp(-1e-8) = 1e-8 to first order
+    x = torch.tensor([-1e-5, -0.1, -0.7, -5.0, -40.0], dtype=torch.float64)
+    expected = torch.log(-torch.expm1(x))
     assert torch.allclose(log1mexp(x), expected, rtol=1e-7)
+    # Above the cap (-1e-6) the value is the cap's: the odds stay finite.
+    capped = log1mexp(torch.tensor([-1e-9, 0.0], dtype=torch.float64))
+    assert torch.allclose(capped, torch.full((2,), math.log(-math.expm1(-1e-6)), dtype=torch.float64))
+
+
+def test_certain_answers_keep_loss_and_gradient_finite() -> None:
+    # A mean log-prob of exactly 0 (reached in fp32 once every token is certain) or just below.
+    chosen = torch.tensor([0.0, -1e-9, -0.5], requires_grad=True)
+    rejected = torch.tensor([-2.0, 0.0, -1e-12], requires_grad=True)
+    terms = orpo_terms(
+        chosen, rejected, torch.tensor([5, 5, 5]), torch.tensor([3, 3, 3]), beta=0.2, length_penalty=0.02
+    )
+    terms.loss.backward()
+    assert torch.isfinite(terms.loss)
+    assert torch.isfinite(chosen.grad).all() and torch.isfinite(rejected.grad).all()

@@ -34,10 +34,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+LOG_HALF = -0.6931471805599453
+# A mean log-prob of exactly 0 (every answer token certain, reached in fp32) has infinite odds:
+# inputs are capped just below 0 so the margin stays finite.
+MAX_MEAN_LOGP = -1e-6
+
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(x)) for x < 0, accurate near both ends (Maechler 2012)."""
-    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    """log(1 - exp(x)) for x < 0, accurate near both ends (Maechler 2012). Each branch only sees
+    inputs where it is finite: `torch.where` backpropagates through both, and a NaN in the
+    unused branch would still poison the gradient."""
+    x = x.clamp(max=MAX_MEAN_LOGP)
+    near_zero = x > LOG_HALF
+    small = torch.log(-torch.expm1(torch.where(near_zero, x, LOG_HALF)))
+    large = torch.log1p(-torch.exp(torch.where(near_zero, LOG_HALF, x)))
+    return torch.where(near_zero, small, large)
 
 
 @dataclass(frozen=True)

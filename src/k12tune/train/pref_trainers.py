@@ -72,6 +72,13 @@ class LanguageMixMixin:
         )
         return self.pair_sampler
 
+    def _run_epoch(self, model: Any, epoch: int, *args: Any, **kwargs: Any) -> Any:
+        # On a resume under several processes the loader is wrapped in skip and shard samplers,
+        # which the Trainer's own set_epoch does not reach: set this epoch's shuffle here.
+        if self.pair_sampler is not None:
+            self.pair_sampler.set_epoch(epoch)
+        return super()._run_epoch(model, epoch, *args, **kwargs)  # type: ignore[misc]
+
 
 def answer_tokens(labels: torch.Tensor) -> torch.Tensor:
     """Tokens that carry a label after the causal shift, per row."""
@@ -138,10 +145,13 @@ class K12ORPOTrainer(LanguageMixMixin, ORPOTrainer):
         }
         prefix = "eval_" if train_eval == "eval" else ""
         metrics = {f"{prefix}{k}": gather(v.reshape(-1)).float().mean().item() for k, v in values.items()}
-        if not math.isfinite(metrics[f"{prefix}nll_loss"]) or not torch.isfinite(loss).item():
+        # Gathered, so that every process sees a non-finite loss on any of them and all stop.
+        losses = self.accelerator.gather(loss.detach().reshape(1))
+        if not math.isfinite(metrics[f"{prefix}nll_loss"]) or not torch.isfinite(losses).all().item():
             raise FloatingPointError(
-                f"ORPO loss is not finite at step {self.state.global_step} ({train_eval}): answer tokens "
-                f"per row {counts.tolist()}; check data.max_length and data.min_answer_tokens"
+                f"ORPO loss is not finite at step {self.state.global_step} ({train_eval}) on some "
+                f"process; answer tokens per row here {counts.tolist()}; check data.max_length and "
+                "data.min_answer_tokens"
             )
         return loss, metrics
 

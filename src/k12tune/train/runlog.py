@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from k12tune.atomic import atomic_write_bytes
+
 TRAIN_LOG = "train_log.jsonl"
 LOSS_CURVE = "loss_curve.png"
 
@@ -40,7 +42,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 def trim_log(path: Path, last_step: int) -> None:
     """On resume: drop the rows written after the checkpoint, since those steps are redone."""
     rows = [row for row in read_log(path) if row["step"] <= last_step]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    atomic_write_bytes(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
 
 
 # (panel title, y label, [(log key, legend label)]); a panel is drawn when any of its keys was logged.

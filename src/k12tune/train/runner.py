@@ -3,10 +3,15 @@
 The order matters for trust: the old manifest goes first (so a crash leaves no folder that looks
 finished), the run resumes from the last complete checkpoint, the adapter and its side files
 are written to `.staging/` and moved into place together, and `manifest.json` comes last.
+
+`run.json` names the stage that owns the folder's checkpoints: train_orpo and train_dpo share
+`outputs/align/`, and a DPO run must not resume (and republish) an ORPO checkpoint. A fresh
+start removes the folder's old `checkpoint-N/`, so a later resume cannot pick up a stranger's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -16,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from k12tune.atomic import publish
+from k12tune.atomic import atomic_write_bytes, publish
+from k12tune.errors import ConfigError
 from k12tune.manifest import file_sha256, remove_manifest, write_manifest
 from k12tune.train.checkpoints import resolve_resume
 from k12tune.train.runlog import LOSS_CURVE, TRAIN_LOG, plot_curves, read_log, trim_log
@@ -24,6 +30,7 @@ from k12tune.train.runlog import LOSS_CURVE, TRAIN_LOG, plot_curves, read_log, t
 log = logging.getLogger(__name__)
 
 RESOLVED_CONFIG = "config.yaml"
+RUN_FILE = "run.json"
 LIBRARIES: tuple[str, ...] = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 
 
@@ -42,17 +49,12 @@ def train_and_publish(
     cfg: Any, *, stage: str, out_dir: str, title: str, build: Callable[[], Built]
 ) -> tuple[Any, dict[str, Any]]:
     """Train and publish; returns the trainer (its model is the trained PeftModel) and a summary."""
+    from accelerate import PartialState
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_manifest(out)
-    resume = resolve_resume(cfg.train.resume, out)
-    log_path = out / TRAIN_LOG
-    if resume is None:
-        log_path.unlink(missing_ok=True)
-    else:
-        step = int(resume.name.rsplit("-", 1)[1])
-        log.info("resuming from %s (step %d)", resume, step)
-        trim_log(log_path, step)
+    main = PartialState().is_main_process
+    resume = prepare_folder(cfg, stage, out, main=main)
+    PartialState().wait_for_everyone()
     built = build()
     trainer = built.trainer
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -78,7 +80,7 @@ def train_and_publish(
         )
         for name, data in built.files.items():
             (staging / name).write_bytes(data)
-        plot_curves(read_log(log_path), staging / LOSS_CURVE, title)
+        plot_curves(read_log(out / TRAIN_LOG), staging / LOSS_CURVE, title)
         names = sorted(p.name for p in staging.iterdir() if p.is_file())
         publish(staging, out, names)
         shutil.rmtree(staging, ignore_errors=True)
@@ -92,6 +94,36 @@ def train_and_publish(
             libraries=LIBRARIES,
         )
     return trainer, summary
+
+
+def prepare_folder(cfg: Any, stage: str, out: Path, *, main: bool) -> Path | None:
+    """Clear the finished marks, decide where to resume from, and trim the log to match; the
+    main process writes, the others only read. Returns the checkpoint to resume from."""
+    run_file = out / RUN_FILE
+    resume = resolve_resume(cfg.train.resume, out)
+    if resume is not None and run_file.is_file():
+        owner = json.loads(run_file.read_text(encoding="utf-8"))["stage"]
+        if owner != stage:
+            raise ConfigError(
+                f"{out}: its checkpoints belong to a {owner} run; resuming them as {stage} would "
+                "publish that run. Set out_dir to another folder, or train.resume=never to start over"
+            )
+    if not main:
+        return resume
+    out.mkdir(parents=True, exist_ok=True)
+    remove_manifest(out)
+    log_path = out / TRAIN_LOG
+    if resume is None:
+        log_path.unlink(missing_ok=True)
+        for old in sorted(out.glob("checkpoint-*")):
+            log.info("starting fresh: removing %s", old)
+            shutil.rmtree(old)
+    else:
+        step = json.loads((resume / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        log.info("resuming from %s (step %d)", resume, step)
+        trim_log(log_path, step)
+    atomic_write_bytes(run_file, json.dumps({"stage": stage}).encode("utf-8"))
+    return resume
 
 
 def common_args(cfg: Any, out: Path, *, bf16: bool, has_val: bool) -> dict[str, Any]:
