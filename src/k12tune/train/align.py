@@ -19,28 +19,13 @@ from typing import Any
 
 from k12tune.config.align import AlignConfig, DPOConfig, ORPOConfig
 from k12tune.errors import DataError
-from k12tune.manifest import verify_manifest
 from k12tune.train.model import load_tokenizer, use_bf16
 from k12tune.train.pref_data import PairFile, read_pairs, rejects_jsonl, to_dataset
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
-from k12tune.train.runner import Built, check_report_to, common_args, summary_lines, train_and_publish
+from k12tune.train.runner import Built, check_inputs, common_args, summary_lines, train_and_publish
 from k12tune.train.start import check_sft_adapter, load_policy
 
 ORPO_STAGE, DPO_STAGE = "train_orpo", "train_dpo"
-
-
-def check_inputs(cfg: AlignConfig) -> list[Path]:
-    """The pair files, after checking that prepare_data finished writing them."""
-    files = [Path(cfg.data.train_file)] + ([Path(cfg.data.val_file)] if cfg.data.val_file else [])
-    for path in files:
-        if not path.is_file():
-            raise DataError(
-                f"{path} does not exist: run `k12tune prepare_data --dry-run false` first, "
-                "or point data.train_file / data.val_file at your files"
-            )
-    verify_manifest(files[0].parent, "prepare_data", check_hashes=False)
-    check_report_to(cfg.train.report_to)
-    return files
 
 
 def language_mix(cfg: AlignConfig) -> Any:

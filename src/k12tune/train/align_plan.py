@@ -14,7 +14,14 @@ from k12tune.config.align import AlignConfig, DPOConfig, ORPOConfig
 from k12tune.config.train import LoraSettings
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.train.memory import GIB, lora_params
-from k12tune.train.plan import TokenCounter, memory_lines, model_shape, sample_records, step_plan
+from k12tune.train.plan import (
+    TokenCounter,
+    memory_lines,
+    model_shape,
+    sample_records,
+    schedule_line,
+    step_plan,
+)
 
 FP32 = 4
 
@@ -133,14 +140,7 @@ def align_plan(cfg: ORPOConfig | DPOConfig, sample_size: int = 2000) -> str:
             f"{per_epoch:,} pairs per epoch, {zh:,} of them Chinese ({zh / max(per_epoch, 1):.1%}){lone}"
         )
     plan = step_plan(pairs, per_epoch, t)
-    steps = f"{plan.total_steps:,} optimizer steps" + (
-        " (max_steps)" if t.max_steps > 0 else f" ({t.epochs:g} epochs x {plan.steps_per_epoch:,})"
-    )
-    lines.append(
-        f"schedule: effective batch {plan.effective_batch} pairs = {t.per_device_batch_size} per device x "
-        f"{t.gradient_accumulation_steps} accumulation x {plan.world_size} process(es); {steps}; "
-        f"warm-up {plan.warmup_steps} steps, then {t.lr_scheduler} from lr {t.learning_rate:g}"
-    )
+    lines.append(schedule_line(plan, t, " pairs"))
     lines += [ref_text, *memory]
     lines.append(
         f"outputs: {cfg.out_dir}/ (adapter, tokenizer, config.yaml, rejected_pairs.jsonl, train_log.jsonl, "

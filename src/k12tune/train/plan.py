@@ -144,6 +144,19 @@ def step_plan(records: int, rows: int, train: TrainSettings) -> StepPlan:
     return StepPlan(records, rows, world, effective, per_epoch, total, math.ceil(train.warmup_ratio * total))
 
 
+def schedule_line(plan: StepPlan, train: TrainSettings, unit: str = "") -> str:
+    """Effective batch, optimizer steps and warm-up; `unit` names what a batch counts ("pairs")."""
+    steps = f"{plan.total_steps:,} optimizer steps" + (
+        " (max_steps)" if train.max_steps > 0 else f" ({train.epochs:g} epochs x {plan.steps_per_epoch:,})"
+    )
+    return (
+        f"schedule: effective batch {plan.effective_batch}{unit} = "
+        f"{train.per_device_batch_size} per device x {train.gradient_accumulation_steps} accumulation x "
+        f"{plan.world_size} process(es); {steps}; "
+        f"warm-up {plan.warmup_steps} steps, then {train.lr_scheduler} from lr {train.learning_rate:g}"
+    )
+
+
 def memory_lines(
     model: ModelConfig,
     lora: LoraSettings,

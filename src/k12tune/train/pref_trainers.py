@@ -80,11 +80,6 @@ class LanguageMixMixin:
         return super()._run_epoch(model, epoch, *args, **kwargs)  # type: ignore[misc]
 
 
-def answer_tokens(labels: torch.Tensor) -> torch.Tensor:
-    """Tokens that carry a label after the causal shift, per row."""
-    return (labels[:, 1:] != -100).sum(-1)
-
-
 class K12ORPOTrainer(LanguageMixMixin, ORPOTrainer):
     def __init__(self, *args: Any, length_penalty: float = 0.0, **kwargs: Any) -> None:
         self.length_penalty = length_penalty

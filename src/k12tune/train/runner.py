@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from k12tune.atomic import atomic_write_bytes, publish
-from k12tune.errors import ConfigError
-from k12tune.manifest import file_sha256, remove_manifest, write_manifest
+from k12tune.errors import ConfigError, DataError
+from k12tune.manifest import file_sha256, remove_manifest, verify_manifest, write_manifest
 from k12tune.train.checkpoints import resolve_resume
 from k12tune.train.runlog import LOSS_CURVE, TRAIN_LOG, plot_curves, read_log, trim_log
 
@@ -52,9 +52,9 @@ def train_and_publish(
     from accelerate import PartialState
 
     out = Path(out_dir)
-    main = PartialState().is_main_process
-    resume = prepare_folder(cfg, stage, out, main=main)
-    PartialState().wait_for_everyone()
+    state = PartialState()
+    resume = prepare_folder(cfg, stage, out, main=state.is_main_process)
+    state.wait_for_everyone()
     built = build()
     trainer = built.trainer
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -157,10 +157,18 @@ def common_args(cfg: Any, out: Path, *, bf16: bool, has_val: bool) -> dict[str, 
     }
 
 
-def check_report_to(report_to: list[str]) -> None:
-    from k12tune.errors import ConfigError
-
-    if "tensorboard" in report_to:
+def check_inputs(cfg: Any) -> list[Path]:
+    """`cfg.data`'s train (and val) files, after checking that prepare_data finished writing
+    them, and that the configured tracker can be imported."""
+    files = [Path(cfg.data.train_file)] + ([Path(cfg.data.val_file)] if cfg.data.val_file else [])
+    for path in files:
+        if not path.is_file():
+            raise DataError(
+                f"{path} does not exist: run `k12tune prepare_data --dry-run false` first, "
+                "or point data.train_file / data.val_file at your files"
+            )
+    verify_manifest(files[0].parent, "prepare_data", check_hashes=False)
+    if "tensorboard" in cfg.train.report_to:
         try:
             import tensorboard  # noqa: F401
         except ImportError:
@@ -168,6 +176,7 @@ def check_report_to(report_to: list[str]) -> None:
                 "train.report_to: tensorboard needs its package (pip install tensorboard), "
                 "or set train.report_to=[]"
             ) from None
+    return files
 
 
 def summary_lines(stage: str, out_dir: str, summary: dict[str, Any], seconds: float) -> list[str]:

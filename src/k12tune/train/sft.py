@@ -17,27 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from k12tune.config.sft import SFTConfig
-from k12tune.errors import DataError
-from k12tune.manifest import verify_manifest
 from k12tune.train.model import load_base, load_tokenizer, lora_config, use_bf16
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
-from k12tune.train.runner import Built, check_report_to, common_args, summary_lines, train_and_publish
+from k12tune.train.runner import Built, check_inputs, common_args, summary_lines, train_and_publish
 
 STAGE = "train_sft"
-
-
-def check_inputs(cfg: SFTConfig) -> list[Path]:
-    """The data files, after checking that prepare_data finished writing them."""
-    files = [Path(cfg.data.train_file)] + ([Path(cfg.data.val_file)] if cfg.data.val_file else [])
-    for path in files:
-        if not path.is_file():
-            raise DataError(
-                f"{path} does not exist: run `k12tune prepare_data --dry-run false` first, "
-                "or point data.train_file / data.val_file at your files"
-            )
-    verify_manifest(files[0].parent, "prepare_data", check_hashes=False)
-    check_report_to(cfg.train.report_to)
-    return files
 
 
 def load_conversations(path: Path) -> Any:

@@ -12,6 +12,7 @@ from k12tune.train.plan import (
     memory_lines,
     padding_share,
     sample_records,
+    schedule_line,
     step_plan,
 )
 
@@ -63,14 +64,7 @@ def sft_plan(cfg: SFTConfig, sample_size: int = 2000) -> str:
             f"padding share {share:.1%} of the tokens"
         )
     plan = step_plan(records, rows, t)
-    steps = f"{plan.total_steps:,} optimizer steps" + (
-        " (max_steps)" if t.max_steps > 0 else f" ({t.epochs:g} epochs x {plan.steps_per_epoch:,})"
-    )
-    lines.append(
-        f"schedule: effective batch {plan.effective_batch} = {t.per_device_batch_size} per device x "
-        f"{t.gradient_accumulation_steps} accumulation x {plan.world_size} process(es); {steps}; "
-        f"warm-up {plan.warmup_steps} steps, then {t.lr_scheduler} from lr {t.learning_rate:g}"
-    )
+    lines.append(schedule_line(plan, t))
     lines += memory_lines(cfg.model, cfg.lora, t, d.max_length, cfg.gpu_memory_gb)
     lines.append(
         f"outputs: {cfg.out_dir}/ (adapter, tokenizer, config.yaml, train_log.jsonl, loss_curve.png, "
