@@ -68,6 +68,24 @@ STAGES: dict[str, Stage] = {
         default_config="configs/dpo.yaml",
         example="dpo.reference_free=true",
     ),
+    "eval_harness": Stage(
+        summary="lm-evaluation-harness on the base and adapters (CMMLU, C-Eval, ...) with a K12 slice.",
+        config="k12tune.config.eval:EvalConfig",
+        run="k12tune.eval.harness:eval_harness",
+        plan="k12tune.eval.plan:eval_plan",
+        summarise="k12tune.eval.harness:summarise",
+        default_config="configs/eval.yaml",
+        example="compare=true",
+    ),
+    "export_lora": Stage(
+        summary="Export an adapter (with a card) or the merged bf16 model, checked against base+adapter.",
+        config="k12tune.config.export:ExportConfig",
+        run="k12tune.export.export:export_lora",
+        plan="k12tune.export.plan:export_plan",
+        summarise="k12tune.export.export:summarise",
+        default_config="configs/export.yaml",
+        example="mode=merged",
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from k12tune.config.align import AlignConfig, DPOConfig, ORPOConfig
 from k12tune.errors import DataError
+from k12tune.stack import ADAPTER_WEIGHTS
 from k12tune.train.model import load_tokenizer, use_bf16
 from k12tune.train.pref_data import PairFile, read_pairs, rejects_jsonl, to_dataset
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
@@ -97,7 +98,10 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
     names = ("train", "val")
     counts: dict[str, Any] = {"start": start}
     counts.update({f"{names[i]}_pairs": p.counts() for i, p in enumerate(pairs)})
-    return Built(trainer, files, counts, {"rejected_pairs.jsonl": rejects_jsonl(pairs)})
+    # The SFT weights are an input too: eval and export check that the adapter they merge
+    # before this one is still the one this run started from.
+    inputs = files + ([sft_folder / ADAPTER_WEIGHTS] if sft_folder is not None else [])
+    return Built(trainer, inputs, counts, {"rejected_pairs.jsonl": rejects_jsonl(pairs)})
 
 
 def run_alignment(cfg: ORPOConfig | DPOConfig) -> tuple[Any, dict[str, Any]]:

@@ -73,18 +73,18 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     return tokenizer
 
 
-def load_base(cfg: ModelConfig, *, bf16: bool, gradient_checkpointing: bool) -> Any:
-    """The base model: bf16 (or fp32 on CPU), or NF4 with double quantisation and bf16 compute,
-    prepared for k-bit training. Only safetensors weights are accepted."""
+def pretrained_kwargs(cfg: ModelConfig, dtype: Any) -> dict[str, Any]:
+    """`from_pretrained` keyword arguments every stage loads a base with: the pinned revision,
+    remote code only when asked, safetensors only, and NF4 with double quantisation and bf16
+    compute (one whole copy on this process's GPU) when `cfg.quantization` is 4bit."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     check_quantization(cfg)
     kwargs: dict[str, Any] = {
         "revision": cfg.revision,
         "trust_remote_code": cfg.trust_remote_code,
         "attn_implementation": cfg.attn_implementation,
-        "dtype": torch.bfloat16 if bf16 else torch.float32,
+        "dtype": dtype,
         "use_safetensors": True,
     }
     if cfg.quantization == "4bit":
@@ -96,9 +96,17 @@ def load_base(cfg: ModelConfig, *, bf16: bool, gradient_checkpointing: bool) -> 
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
-        # One whole copy per process: each accelerate/torchrun rank on its own GPU.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
         kwargs["dtype"] = torch.bfloat16
+    return kwargs
+
+
+def load_base(cfg: ModelConfig, *, bf16: bool, gradient_checkpointing: bool) -> Any:
+    """The base model for training: bf16 (or fp32 on CPU), or NF4 prepared for k-bit training."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = pretrained_kwargs(cfg, torch.bfloat16 if bf16 else torch.float32)
     model = AutoModelForCausalLM.from_pretrained(cfg.base, **kwargs)
     if cfg.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
