@@ -44,9 +44,9 @@ def eval_plan(cfg: EvalConfig) -> str:
     counted = True
     lines.append(f"tasks (local copies looked up in {cfg.data_dir}/<task>/):")
     with tempfile.TemporaryDirectory() as tmp:
-        names = write_task_folder(sources, Path(tmp))
+        write_task_folder(sources, Path(tmp))
         manager = task_manager(Path(tmp))
-        for source, name in zip(sources, names, strict=True):
+        for source in sources:
             lines.append(f"  {describe_source(source)}")
             if source.local is None:
                 counted = False
