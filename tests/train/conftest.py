@@ -68,19 +68,6 @@ WRONG = [
 PAIRS = [pair(q, a, w) for (q, a), w in zip(MEMORISABLE, WRONG, strict=True)]
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    from k12tune.tiny import build_tiny_base
-
-    texts = []
-    with open(shared_data / "sft" / "prompt_response_zh.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            texts.append(f"{record['prompt']}\n{record['response']}")
-    texts += [f"{q}\n{a}" for q, a in MEMORISABLE]
-    return build_tiny_base(tmp_path_factory.mktemp("tiny_base"), texts)
-
-
 @pytest.fixture
 def pref_data(tmp_path: Path) -> Path:
     return write_data(tmp_path / "pref_proc", "pref", PAIRS, PAIRS[:2])

@@ -51,7 +51,8 @@ def run_stacks(cfg: EvalConfig) -> dict[str, Stack]:
 
 
 def describe_source(source: TaskSource) -> str:
-    shots = source.task.num_fewshot if source.task.num_fewshot is not None else "0 (the task default)"
+    n = source.task.num_fewshot
+    shots = f"{n}-shot" if n is not None else "0-shot (the task's default)"
     if source.local is None:
         where = f"hub ({source.subtasks[0].config.get('dataset_path')})"
     else:
@@ -64,7 +65,7 @@ def describe_source(source: TaskSource) -> str:
                 more = f" and {len(source.left_out) - 5} more" if len(source.left_out) > 5 else ""
                 where += f"; left out: {shown}{more}"
             where += ")"
-    return f"{source.task.name}: {where}, {shots}-shot, metric {source.task.metric}"
+    return f"{source.task.name}: {where}, {shots}, metric {source.task.metric}"
 
 
 def evaluate_stack(cfg: EvalConfig, stack: Stack, names: list[str], manager: Any) -> dict[str, Any]:

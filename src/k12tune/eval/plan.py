@@ -65,4 +65,3 @@ def eval_plan(cfg: EvalConfig) -> str:
     lines.append(f"requests: {total} per run x {n_runs} run(s) = {total * n_runs}{suffix}")
     lines.append(f"output: {cfg.out_dir}/results.json, summary.md, scores.png")
     return "\n".join(lines)
-
