@@ -1,5 +1,5 @@
 # `make demo`: the pipeline on bundled data (data stage, SFT of a tiny offline base, then DPO
-# and ORPO of the SFT policy).
+# and ORPO of the SFT policy, evaluation of all three against the base, export).
 # `make test`: the test suite.
 # Both create .venv and install the CPU stack on first use.
 PYTHON ?= python3
@@ -26,6 +26,8 @@ demo: $(STAMP)
 	$(PY) -m scripts.train_dpo --config configs/demo/dpo.yaml
 	$(PY) -m scripts.train_dpo --config configs/demo/dpo.yaml --dry-run false
 	$(PY) -m scripts.train_orpo --config configs/demo/orpo.yaml --dry-run false
+	$(PY) -m scripts.eval_harness --config configs/demo/eval.yaml
+	$(PY) -m scripts.eval_harness --config configs/demo/eval.yaml --dry-run false
 
 test: $(STAMP)
 	$(PY) -m ruff check src scripts tests bench

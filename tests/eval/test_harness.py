@@ -5,6 +5,7 @@ lm-eval reads, the dry run's request counts, and the checks on adapters."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -313,3 +314,19 @@ def test_cli_dry_run_of_the_shipped_config(tmp_path: Path) -> None:
     for line in ("cmmlu: hub (haonan-li/cmmlu), 5-shot", "ceval-valid: hub (ceval/ceval-exam), 5-shot"):
         assert line in done.stdout
     assert "hellaswag: hub (Rowan/hellaswag), 0-shot (the task's default), metric acc_norm" in done.stdout
+
+
+def test_the_demo_ships_a_valid_cmmlu_copy(tmp_path: Path) -> None:
+    from k12tune.demo.data import write_demo_eval
+
+    write_demo_eval(tmp_path)
+    source = resolve_task(EvalConfig(tasks=[{"name": "cmmlu", "num_fewshot": 2}]).tasks[0], tmp_path)
+    assert [s.name for s in source.subtasks] == ["cmmlu_elementary_chinese", "cmmlu_elementary_mathematics"]
+    write_task_folder([source], tmp_path / "tasks")
+    maths = task_manager(tmp_path / "tasks").load(["cmmlu"])["tasks"]["cmmlu_elementary_mathematics"]
+    docs = list(maths.eval_docs)
+    assert len(docs) == 25 and len(list(maths.fewshot_docs())) == 5
+    for doc in docs:  # the marked option is the worked answer to the word problem
+        numbers = [int(n) for n in re.findall(r"\d+", doc["Question"])]
+        right = int(doc["ABCD"[maths.doc_to_target(doc)]])
+        assert right in {numbers[0] + numbers[1], numbers[0] - numbers[1], numbers[0] * numbers[1]}

@@ -10,6 +10,7 @@ repetitive text, a tool-call conversation and an identical preference pair.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,48 @@ def write_demo_raw(raw_dir: Path) -> None:
     (pref / "pairs.json").write_text(json.dumps(pairs, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
+def _choices(right: str, wrong: list[str], i: int) -> tuple[list[str], str]:
+    """Four options with the right one at position i % 4, and its letter."""
+    options = wrong[:3]
+    options.insert(i % 4, right)
+    return options, "ABCD"[i % 4]
+
+
+def cmmlu_rows() -> dict[str, list[list[str]]]:
+    """Demo questions for two CMMLU K12 subjects, in CMMLU's CSV columns (index, Question, A-D,
+    Answer): word problems for elementary_mathematics, idiom meanings for elementary_chinese."""
+    maths = []
+    for i, (q, _, bare) in enumerate(maths_problems()[:30]):
+        right = int(re.match(r"\d+", bare).group())
+        wrong = [str(right + d) for d in (1, -1, 10)]
+        options, answer = _choices(str(right), wrong, i)
+        maths.append([str(i), q, *options, answer])
+    chinese = []
+    for i, (idiom, meaning) in enumerate(IDIOMS):
+        others = [m for j, (_, m) in enumerate(IDIOMS) if j != i]
+        wrong = [others[(i + k) % len(others)] for k in (0, 3, 6)]
+        options, answer = _choices(meaning, wrong, i)
+        chinese.append([str(i), f"成语“{idiom}”的意思是", *options, answer])
+    return {"elementary_mathematics": maths, "elementary_chinese": chinese}
+
+
+def write_demo_eval(eval_dir: Path) -> None:
+    """`<eval_dir>/cmmlu/{dev,test}/<subject>.csv`: 5 few-shot rows per subject in dev, the
+    rest in test, laid out as CMMLU publishes them (eval_harness reads it instead of the hub)."""
+    import csv
+
+    for subject, rows in cmmlu_rows().items():
+        for split, part in (("dev", rows[:5]), ("test", rows[5:])):
+            folder = eval_dir / "cmmlu" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / f"{subject}.csv", "w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["", "Question", "A", "B", "C", "D", "Answer"])
+                writer.writerows(part)
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo/data_raw")
     write_demo_raw(target)
+    write_demo_eval(target / "eval")
     print(f"demo raw data written to {target}/")

@@ -105,8 +105,10 @@ def summary_markdown(cfg: EvalConfig, table: dict[str, dict[str, Any]], sources:
         f"{piece['questions']} questions; its accuracy is the share of those questions answered "
         "correctly.",
     ]
-    if piece["missing"]:
-        lines.append(f"Not evaluated: {', '.join(piece['missing'])}.")
+    missing = piece["missing"]
+    if missing:
+        more = f" and {len(missing) - 6} more (listed in results.json)" if len(missing) > 6 else ""
+        lines.append(f"Not evaluated: {', '.join(missing[:6])}{more}.")
     lines += ["", "Data sources:", *[f"- {s}" for s in sources]]
     if cfg.limit is not None:
         lines += ["", f"limit={cfg.lm_eval_limit()}: a smoke test; not comparable with published scores."]
