@@ -330,3 +330,25 @@ def test_the_demo_ships_a_valid_cmmlu_copy(tmp_path: Path) -> None:
         numbers = [int(n) for n in re.findall(r"\d+", doc["Question"])]
         right = int(doc["ABCD"[maths.doc_to_target(doc)]])
         assert right in {numbers[0] + numbers[1], numbers[0] - numbers[1], numbers[0] * numbers[1]}
+
+
+def test_chat_template_switch_wraps_every_request(tiny_base: Path, eval_copies: Path, tmp_path: Path) -> None:
+    contexts = {}
+    for chat in (False, True):
+        cfg = eval_config(
+            tiny_base,
+            eval_copies,
+            tmp_path / str(chat),
+            peft_adapter=None,
+            tasks=[{"name": "winogrande", "num_fewshot": 1}],
+            limit=1,
+            log_samples=True,
+            apply_chat_template=chat,
+            system_instruction="你是一位中小学老师。" if chat else None,
+        )
+        eval_harness(cfg)
+        results = json.loads((tmp_path / str(chat) / "results.json").read_text(encoding="utf-8"))
+        contexts[chat] = results["lm_eval"]["base"]["samples"]["winogrande"][0]["arguments"][0][0]
+    assert "<|im_start|>" not in contexts[False]
+    assert contexts[True].startswith("<|im_start|>system\n你是一位中小学老师。<|im_end|>\n<|im_start|>user\n")
+    assert contexts[True].count("<|im_start|>assistant\n") == 2  # the few-shot example is an earlier turn
