@@ -28,6 +28,8 @@ demo: $(STAMP)
 	$(PY) -m scripts.train_orpo --config configs/demo/orpo.yaml --dry-run false
 	$(PY) -m scripts.eval_harness --config configs/demo/eval.yaml
 	$(PY) -m scripts.eval_harness --config configs/demo/eval.yaml --dry-run false
+	$(PY) -m scripts.export_lora --config configs/demo/export.yaml
+	$(PY) -m scripts.export_lora --config configs/demo/export.yaml --dry-run false
 
 test: $(STAMP)
 	$(PY) -m ruff check src scripts tests bench

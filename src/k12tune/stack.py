@@ -112,6 +112,24 @@ def resolve_stack(folder: str | Path) -> Stack:
     return Stack(model, (*below.adapters, top))
 
 
+def resolve_stack_on(folder: str | Path, model: ModelConfig) -> Stack:
+    """`resolve_stack`, rebuilt on `model` (its revision, kernel and loading settings) after
+    checking that the adapter was trained on that base."""
+    stack = resolve_stack(folder)
+    if stack.model.base != model.base:
+        raise ConfigError(
+            f"{folder} was trained on {stack.model.base!r}, but model.base is {model.base!r}: an adapter "
+            "is only meaningful on its own base; set model.base to the one it was trained on"
+        )
+    return Stack(model, stack.adapters)
+
+
+def weight_hashes(stack: Stack) -> dict[str, str]:
+    """SHA-256 of each adapter's weights, keyed by path: what a later stage checks to know that
+    a result was computed from these very adapters."""
+    return {str(a.folder / ADAPTER_WEIGHTS): file_sha256(a.folder / ADAPTER_WEIGHTS) for a in stack.adapters}
+
+
 def apply_adapters(model: Any, adapters: tuple[Adapter, ...], *, merge: bool) -> Any:
     """`model` with every adapter active at once (their updates add up, as merging them one
     after the other would), then merged into the weights when `merge`."""

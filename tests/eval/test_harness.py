@@ -22,7 +22,7 @@ from k12tune.eval.plan import eval_plan
 from k12tune.eval.report import k12_slice
 from k12tune.eval.tasks import resolve_task, resolve_tasks, task_manager, write_task_folder
 from k12tune.manifest import verify_manifest
-from k12tune.stack import load_stack, load_stack_tokenizer, resolve_stack
+from k12tune.stack import load_stack, load_stack_tokenizer, resolve_stack, weight_hashes
 
 from .conftest import CEVAL_SUBJECTS
 
@@ -105,8 +105,10 @@ def test_compare_mode_end_to_end_offline(
     assert row.startswith(f"| winogrande | acc | {100 * base:.2f} |")
     assert row.endswith(f" | {100 * (align - base):+.2f} |")
     assert (out / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    headline = verify_manifest(out, "eval_harness")["counts"]["scores"]
-    assert headline["base"]["cmmlu"] == scores["base"]["cmmlu"]["value"]
+    manifest = verify_manifest(out, "eval_harness")
+    assert manifest["counts"]["scores"]["base"]["cmmlu"] == scores["base"]["cmmlu"]["value"]
+    # The evaluated adapters' weights, so an export's card shows only scores of these weights.
+    assert manifest["inputs"] == weight_hashes(resolve_stack(align_folder))
     assert sorted(p.name for p in (out / "tasks").glob("*.yaml"))[:3] == [
         "_group_ceval-valid.yaml",
         "_group_cmmlu.yaml",

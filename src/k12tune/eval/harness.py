@@ -20,11 +20,18 @@ from typing import Any
 
 from k12tune.atomic import publish, staging_dir
 from k12tune.config.eval import EvalConfig
-from k12tune.errors import ConfigError
 from k12tune.eval.report import plot_scores, scores, summary_markdown
 from k12tune.eval.tasks import TaskSource, resolve_tasks, task_manager, write_task_folder
 from k12tune.manifest import remove_manifest, write_manifest
-from k12tune.stack import Stack, default_device, load_stack, load_stack_tokenizer, resolve_stack, torch_dtype
+from k12tune.stack import (
+    Stack,
+    default_device,
+    load_stack,
+    load_stack_tokenizer,
+    resolve_stack_on,
+    torch_dtype,
+    weight_hashes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +42,10 @@ LIBRARIES = ("torch", "transformers", "peft", "lm_eval", "datasets")
 
 def run_stacks(cfg: EvalConfig) -> dict[str, Stack]:
     """Run name -> stack, every adapter checked before any model is loaded."""
-    stacks = {}
-    for name, folder in cfg.runs().items():
-        if folder is None:
-            stacks[name] = Stack(cfg.model)
-            continue
-        stack = resolve_stack(folder)
-        if stack.model.base != cfg.model.base:
-            raise ConfigError(
-                f"{folder} was trained on {stack.model.base!r}, but model.base is {cfg.model.base!r}: "
-                "an adapter is only meaningful on its own base"
-            )
-        stacks[name] = Stack(cfg.model, stack.adapters)
-    return stacks
+    return {
+        name: Stack(cfg.model) if folder is None else resolve_stack_on(folder, cfg.model)
+        for name, folder in cfg.runs().items()
+    }
 
 
 def describe_source(source: TaskSource) -> str:
@@ -156,7 +154,7 @@ def eval_harness(cfg: EvalConfig) -> dict[str, Any]:
         out,
         stage=STAGE,
         config=cfg.model_dump(mode="json"),
-        inputs={},
+        inputs={path: digest for stack in stacks.values() for path, digest in weight_hashes(stack).items()},
         outputs=list(OUTPUTS),
         counts={"scores": headline},
         libraries=LIBRARIES,
