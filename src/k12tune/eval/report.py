@@ -70,8 +70,16 @@ def scores(cfg: EvalConfig, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return table
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def delta_points(value: float | None, base: float | None) -> str:
+    """The score minus the base's, in percentage points, from the two shown values (so the
+    columns of a table always agree to the last digit)."""
+    if value is None or base is None:
+        return "n/a"
+    return f"{round(100 * value, 2) - round(100 * base, 2):+.2f}"
 
 
 def summary_markdown(cfg: EvalConfig, table: dict[str, dict[str, Any]], sources: list[str]) -> str:
@@ -91,12 +99,9 @@ def summary_markdown(cfg: EvalConfig, table: dict[str, dict[str, Any]], sources:
     ]
     for row in table[runs[0]]:
         metric = table[runs[0]][row]["metric"]
-        cells = [row, metric, *[_pct(table[r][row]["value"]) for r in runs]]
+        cells = [row, metric, *[percent(table[r][row]["value"]) for r in runs]]
         if compare:
-            base = table["base"][row]["value"]
-            for r in runs[1:]:
-                value = table[r][row]["value"]
-                cells.append("n/a" if value is None or base is None else f"{100 * (value - base):+.2f}")
+            cells += [delta_points(table[r][row]["value"], table["base"][row]["value"]) for r in runs[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     piece = table[runs[0]][K12]
     lines += [

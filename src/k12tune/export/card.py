@@ -14,6 +14,7 @@ import orjson
 
 from k12tune.config.export import ExportConfig
 from k12tune.errors import DataError
+from k12tune.eval.report import delta_points, percent
 from k12tune.export.adapter import adapter_config, rank
 from k12tune.export.merged import QLORA_NOTE
 from k12tune.manifest import verify_manifest
@@ -65,15 +66,6 @@ def _value(cell: dict[str, Any] | None) -> float | None:
     return None if cell is None else cell.get("value")
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
-
-
-def _delta(value: float | None, base: float | None) -> str:
-    """The score minus the base's, in percentage points."""
-    return "n/a" if value is None or base is None else f"{100 * (value - base):+.2f}"
-
-
 def scores_section(found: dict[str, Any] | None, why: str) -> list[str]:
     lines = ["## Evaluation", ""]
     if found is None:
@@ -95,9 +87,9 @@ def scores_section(found: dict[str, Any] | None, why: str) -> list[str]:
         value = _value(cell)
         if base:
             before = _value(base.get(row))
-            values = [_pct(before), _pct(value), _delta(value, before)]
+            values = [percent(before), percent(value), delta_points(value, before)]
         else:
-            values = [_pct(value)]
+            values = [percent(value)]
         lines.append("| " + " | ".join([row, str(cell.get("metric")), *values]) + " |")
     lines += [
         "",
