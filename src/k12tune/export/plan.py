@@ -1,14 +1,10 @@
 """`export_lora`'s dry run: the stack, the target, what will be copied, combined or merged, the
-size of the result, and the check; read from manifests, configs and safetensors headers, with
-no model loaded and neither torch nor transformers imported."""
+size of the result, and the check; read from manifests and configs (the base's size as the
+training dry runs read it), with no model loaded and neither torch nor transformers imported."""
 
 from __future__ import annotations
 
 import math
-import struct
-from pathlib import Path
-
-import orjson
 
 from k12tune.config.export import SHARD_SIZE, ExportConfig
 from k12tune.config.train import ModelConfig
@@ -20,6 +16,7 @@ from k12tune.export.files import ADAPTER_CONFIG, TOKENIZER_FILES
 from k12tune.export.merged import QLORA_NOTE
 from k12tune.export.source import export_stack, target_folder
 from k12tune.stack import ADAPTER_WEIGHTS, Stack
+from k12tune.train.plan import model_shape
 
 BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "float16": 2}
 UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
@@ -37,46 +34,11 @@ def human(n_bytes: float) -> str:
     return f"{n_bytes:.0f} B"
 
 
-def base_weight_files(model: ModelConfig) -> list[Path] | None:
-    """The base's safetensors files when they are on this machine (a local folder or the hub
-    cache), else None; nothing is downloaded."""
-    folder = Path(model.base)
-    if folder.is_dir():
-        return sorted(folder.glob("*.safetensors")) or None
-    from huggingface_hub import try_to_load_from_cache
-
-    def cached(name: str) -> Path | None:
-        try:
-            found = try_to_load_from_cache(model.base, name, revision=model.revision)
-        except ValueError:  # not a hub id either (e.g. a local folder that is missing)
-            return None
-        return Path(found) if isinstance(found, str) else None
-
-    index = cached("model.safetensors.index.json")
-    names = (
-        sorted(set(orjson.loads(index.read_bytes())["weight_map"].values()))
-        if index
-        else ["model.safetensors"]
-    )
-    files = [cached(name) for name in names]
-    return files if all(files) else None  # type: ignore[return-value]
-
-
 def base_parameters(model: ModelConfig) -> int | None:
-    """The base's parameter count from its safetensors headers, if its files are here."""
-    files = base_weight_files(model)
-    return parameter_count(files) if files else None
-
-
-def parameter_count(files: list[Path]) -> int:
-    """Parameters in safetensors files, from their headers (8-byte length, then JSON)."""
-    total = 0
-    for path in files:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = orjson.loads(handle.read(length))
-        total += sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
-    return total
+    """The base's parameter count from its config.json (or the documented shapes), as the
+    training dry runs size it; None when neither is on this machine."""
+    shape, _ = model_shape(model)
+    return shape.params() if shape is not None else None
 
 
 def adapter_lines(stack: Stack) -> list[str]:
