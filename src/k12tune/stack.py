@@ -18,6 +18,7 @@ differ by the resize as well as by the adapter.
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,16 @@ def load_stack_tokenizer(stack: Stack) -> Any:
         revision=None if stack.adapters else stack.model.revision,
         trust_remote_code=stack.model.trust_remote_code,
     )
+
+
+def release_memory() -> None:
+    """Return a model's memory before the next one is loaded (eval's runs one after another,
+    export's reference then its reload): two copies of a 7B do not fit where one does."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def torch_dtype(name: str, device: str) -> Any:

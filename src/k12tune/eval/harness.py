@@ -12,7 +12,6 @@ into the weights when the base is 16-bit (faster, and what gets deployed), wrapp
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from pathlib import Path
@@ -28,6 +27,7 @@ from k12tune.stack import (
     default_device,
     load_stack,
     load_stack_tokenizer,
+    release_memory,
     resolve_stack_on,
     torch_dtype,
     weight_hashes,
@@ -102,14 +102,6 @@ def evaluate_stack(cfg: EvalConfig, stack: Stack, names: list[str], manager: Any
     finally:
         del lm, model
         release_memory()
-
-
-def release_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def eval_harness(cfg: EvalConfig) -> dict[str, Any]:

@@ -16,7 +16,6 @@ Steps, for either mode (`adapter.py`, `merged.py`):
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +40,14 @@ from k12tune.export.files import CARD, copy_tokenizer, file_names, replace_folde
 from k12tune.export.merged import QLORA_NOTE, write_merged
 from k12tune.export.source import export_stack, target_folder
 from k12tune.manifest import write_manifest
-from k12tune.stack import Stack, default_device, load_stack, load_stack_tokenizer, weight_hashes
+from k12tune.stack import (
+    Stack,
+    default_device,
+    load_stack,
+    load_stack_tokenizer,
+    release_memory,
+    weight_hashes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +56,6 @@ LIBRARIES = ("torch", "transformers", "peft", "safetensors")
 
 Writer = Callable[[ExportConfig, Stack, Any, Path], dict[str, Any]]
 WRITERS: dict[str, Writer] = {"adapter": write_adapter, "merged": write_merged}
-
-
-def free_memory() -> None:
-    """Return a model's memory before the next one is loaded: two float32 copies of a 7B do not
-    fit where one does."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def stage_export(
@@ -93,10 +89,10 @@ def export_lora(cfg: ExportConfig) -> dict[str, Any]:
     log.info("exporting %s (%s mode) to %s", stack.describe(), cfg.mode, target)
     with staging_dir(Path(cfg.out_root)) as staging:
         reference, written = stage_export(cfg, stack, device, inputs, staging)
-        free_memory()
+        release_memory()
         written["tokenizer"] = copy_tokenizer(stack.adapters[-1].folder, staging)
         result = check_staged(cfg, reference, inputs, staging, device)
-        free_memory()
+        release_memory()
         log.info("export check: %s", result.counts())
         raise_if_failed(result, target)
         for label in result.unconfirmed():
