@@ -14,21 +14,17 @@ from k12tune.eval.tasks import TaskSource, resolve_tasks, task_manager, write_ta
 
 def count_requests(source: TaskSource, manager: object, limit: int | float | None) -> tuple[int, int]:
     """(questions, loglikelihood requests) one run makes for `source`, as lm-eval builds them."""
+    from lm_eval.evaluator_utils import get_sample_size
+
     loaded = manager.load([source.task.name])  # type: ignore[attr-defined]
     questions = requests = 0
     for task in loaded["tasks"].values():
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
-        task.build_all_requests(limit=_limit(limit, len(task.eval_docs)))
+        task.build_all_requests(limit=get_sample_size(task, limit))
         questions += len({inst.doc_id for inst in task.instances})
         requests += len(task.instances)
     return questions, requests
-
-
-def _limit(limit: float | int | None, docs: int) -> int | None:
-    if limit is None:
-        return None
-    return int(limit) if isinstance(limit, int) else int(limit * docs)
 
 
 def eval_plan(cfg: EvalConfig) -> str:
