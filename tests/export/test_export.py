@@ -20,7 +20,7 @@ from k12tune.config.loader import load_config
 from k12tune.errors import ConfigError, DataError
 from k12tune.export import export as export_module
 from k12tune.export.adapter import check_combinable, combine
-from k12tune.export.check import Reference, compare
+from k12tune.export.check import Reference, compare, encode_prompts
 from k12tune.export.export import export_lora
 from k12tune.export.files import copy_adapter
 from k12tune.export.plan import export_plan
@@ -44,17 +44,7 @@ def export_config(base: Path, adapter: Path, out_root: Path, **keys) -> ExportCo
 def prompt_ids(folder: Path) -> list[torch.Tensor]:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    texts = ["一加一等于几？", "中国的首都是哪里？"]
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": t}],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )["input_ids"]
-        for t in texts
-    ]
+    return encode_prompts(AutoTokenizer.from_pretrained(folder), ["一加一等于几？", "中国的首都是哪里？"])
 
 
 def logits_of(model, ids: list[torch.Tensor]) -> list[torch.Tensor]:
