@@ -19,7 +19,7 @@ from typing import Any
 
 from k12tune.atomic import publish, staging_dir
 from k12tune.config.eval import EvalConfig
-from k12tune.eval.report import plot_scores, scores, summary_markdown
+from k12tune.eval.report import first_names, plot_scores, scores, summary_markdown
 from k12tune.eval.tasks import TaskSource, resolve_tasks, task_manager, write_task_folder
 from k12tune.manifest import remove_manifest, write_manifest
 from k12tune.stack import (
@@ -59,9 +59,7 @@ def describe_source(source: TaskSource) -> str:
             total = len(source.subtasks) + len(source.left_out)
             where += f" ({len(source.subtasks)} of {total} subtasks"
             if source.left_out:
-                shown = ", ".join(source.left_out[:5])
-                more = f" and {len(source.left_out) - 5} more" if len(source.left_out) > 5 else ""
-                where += f"; left out: {shown}{more}"
+                where += f"; left out: {first_names(source.left_out, 5)}"
             where += ")"
     return f"{source.task.name}: {where}, {shots}, metric {source.task.metric}"
 

@@ -70,6 +70,12 @@ def scores(cfg: EvalConfig, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return table
 
 
+def first_names(names: list[str], keep: int) -> str:
+    """Up to `keep` names, then how many more: long subject lists stay one readable line."""
+    more = f" and {len(names) - keep} more" if len(names) > keep else ""
+    return ", ".join(names[:keep]) + more
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
@@ -112,8 +118,8 @@ def summary_markdown(cfg: EvalConfig, table: dict[str, dict[str, Any]], sources:
     ]
     missing = piece["missing"]
     if missing:
-        more = f" and {len(missing) - 6} more (listed in results.json)" if len(missing) > 6 else ""
-        lines.append(f"Not evaluated: {', '.join(missing[:6])}{more}.")
+        full = " (listed in results.json)" if len(missing) > 6 else ""
+        lines.append(f"Not evaluated: {first_names(missing, 6)}{full}.")
     lines += ["", "Data sources:", *[f"- {s}" for s in sources]]
     if cfg.limit is not None:
         lines += ["", f"limit={cfg.lm_eval_limit()}: a smoke test; not comparable with published scores."]
