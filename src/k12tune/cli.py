@@ -86,7 +86,19 @@ STAGES: dict[str, Stage] = {
         default_config="configs/export.yaml",
         example="mode=merged",
     ),
+    "report": Stage(
+        summary="One report of the whole pipeline: outputs/report.html (self-contained) and report.md.",
+        config="k12tune.config.report:ReportConfig",
+        run="k12tune.report.build:write_report",
+        plan="k12tune.report.plan:report_plan",
+        summarise="k12tune.report.build:summarise",
+        default_config="configs/report.yaml",
+        example="out_dir=outputs",
+    ),
 }
+
+
+CHAT_SUMMARY = "Talk to base + adapter (streamed, K12 teacher system prompt); --prompt for one answer."
 
 
 def _load(dotted: str) -> Any:
@@ -101,6 +113,14 @@ def _bool(text: str) -> bool:
     if lowered in {"false", "no", "0", "off"}:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def resolved_config(cfg: Any) -> str:
+    """The config after defaults and overrides, as YAML: what the run really uses."""
+    import yaml
+
+    body = yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+    return "resolved config:\n" + "\n".join(f"  {line}" for line in body.splitlines())
 
 
 def build_parser(name: str, stage: Stage) -> argparse.ArgumentParser:
@@ -149,7 +169,8 @@ def run_stage(name: str, argv: list[str] | None = None) -> int:
             print(_load(stage.plan)(cfg))
             print("dry run: nothing written; run again with --dry-run false to run the stage")
             return 0
-        print(f"{name}: config {origin}; writing to {getattr(cfg, 'out_dir', '?')}")
+        print(f"{name}: config {origin}; writing to {cfg.out_dir}")
+        print(resolved_config(cfg))
         started = time.perf_counter()
         result = _load(stage.run)(cfg)
         print(_load(stage.summarise)(cfg, result, time.perf_counter() - started))
@@ -161,13 +182,19 @@ def run_stage(name: str, argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "chat":
+        from k12tune.chat import main as chat
+
+        return chat(argv[1:])
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in STAGES:
         lines = [
             "usage: k12tune <stage> [--config PATH] [--dry-run {true,false}] [KEY=VALUE ...]",
+            "       k12tune chat [--adapter DIR] [--prompt TEXT] ...",
             "",
             "stages:",
         ]
         lines += [f"  {n:<14} {s.summary}" for n, s in STAGES.items()]
+        lines.append(f"  {'chat':<14} {CHAT_SUMMARY}")
         lines.append("\n`k12tune <stage> --help` lists the stage's options and config keys.")
         known = not argv or argv[0] in {"-h", "--help"}
         print("\n".join(lines), file=sys.stdout if known else sys.stderr)
