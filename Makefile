@@ -1,5 +1,6 @@
-# `make demo`: the pipeline on bundled data (data stage, SFT of a tiny offline base, then DPO
-# and ORPO of the SFT policy, evaluation of all three against the base, export).
+# `make demo`: the whole pipeline on the bundled demo data under ./demo/ (prepare_data, a tiny
+# offline base, train_sft, train_orpo, train_dpo, eval_harness, export_lora, then the report
+# demo/outputs/report.html); each step is printed as its command (see k12tune/demo/run.py).
 # `make test`: the test suite.
 # Both create .venv and install the CPU stack on first use.
 PYTHON ?= python3
@@ -17,19 +18,7 @@ $(STAMP): pyproject.toml requirements-cpu.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf demo
-	$(PY) -m k12tune.demo.data demo/data_raw
-	$(PY) -m scripts.prepare_data --config configs/demo/data.yaml --dry-run false
-	$(PY) -m k12tune.demo.base demo/tiny_base demo/data_proc
-	$(PY) -m scripts.train_sft --config configs/demo/sft.yaml
-	$(PY) -m scripts.train_sft --config configs/demo/sft.yaml --dry-run false
-	$(PY) -m scripts.train_dpo --config configs/demo/dpo.yaml
-	$(PY) -m scripts.train_dpo --config configs/demo/dpo.yaml --dry-run false
-	$(PY) -m scripts.train_orpo --config configs/demo/orpo.yaml --dry-run false
-	$(PY) -m scripts.eval_harness --config configs/demo/eval.yaml
-	$(PY) -m scripts.eval_harness --config configs/demo/eval.yaml --dry-run false
-	$(PY) -m scripts.export_lora --config configs/demo/export.yaml
-	$(PY) -m scripts.export_lora --config configs/demo/export.yaml --dry-run false
+	$(PY) -m k12tune.demo
 
 test: $(STAMP)
 	$(PY) -m ruff check src scripts tests bench

@@ -56,7 +56,11 @@ def test_real_run_as_written_in_the_readme(tmp_path: Path) -> None:
         "sft_train.jsonl",
         "sft_val.jsonl",
     ]
-    assert "sft: read 100 = kept 92 + rejected 8" in result.stdout
+    assert "sft: read 240 = kept 230 + rejected 10" in result.stdout
+    # At start: the config file, where it writes, and every resolved value (defaults included).
+    assert "prepare_data: config configs/demo/data.yaml; writing to demo/data_proc" in result.stdout
+    assert "resolved config:\n  raw_dir: demo/data_raw\n" in result.stdout
+    assert "\n    max_rep_ratio_4gram: 0.6\n" in result.stdout
     # The same through the console command, with an override.
     console = Path(sys.executable).with_name("k12tune")
     result = run(
@@ -72,7 +76,8 @@ def test_real_run_as_written_in_the_readme(tmp_path: Path) -> None:
         cwd,
     )
     assert result.returncode == 0, result.stderr
-    assert "sft: read 100 = kept 93 + rejected 7" in result.stdout  # "好"/"好" now passes
+    assert "sft: read 240 = kept 231 + rejected 9" in result.stdout  # "好"/"好" now passes
+    assert "\n    min_chars: 1\n" in result.stdout
 
 
 def test_config_errors_exit_2_with_the_key(tmp_path: Path) -> None:

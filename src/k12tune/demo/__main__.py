@@ -1,0 +1,3 @@
+from k12tune.demo.run import main
+
+raise SystemExit(main())
