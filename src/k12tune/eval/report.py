@@ -13,7 +13,7 @@ Definitions:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from k12tune.config.eval import EvalConfig
 
@@ -88,46 +88,84 @@ def delta_points(value: float | None, base: float | None) -> str:
     return f"{round(100 * value, 2) - round(100 * base, 2):+.2f}"
 
 
-def summary_markdown(cfg: EvalConfig, table: dict[str, dict[str, Any]], sources: list[str]) -> str:
+def compared(table: dict[str, dict[str, Any]]) -> bool:
+    """Whether the table is compare mode's: the bare base and at least one other run."""
+    return "base" in table and len(table) > 1
+
+
+def summary_table(table: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the score table: one row per task (and the slice), scores in
+    percent, and in compare mode each run's delta to the base."""
     runs = list(table)
-    compare = "base" in runs and len(runs) > 1
-    head = ["task", "metric", *[f"{r}" for r in runs]]
+    compare = compared(table)
+    head = ["task", "metric", *runs]
     if compare:
         head += [f"Δ {r}" for r in runs[1:]]
-    lines = [
-        "# Evaluation summary",
-        "",
-        "Scores in percent (lm-eval's value of each task's metric; groups are question-weighted "
-        "means of their subtasks)." + (" Δ: the run's score minus the base's, in points." if compare else ""),
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+    rows = []
     for row in table[runs[0]]:
         metric = table[runs[0]][row]["metric"]
         cells = [row, metric, *[percent(table[r][row]["value"]) for r in runs]]
         if compare:
             cells += [delta_points(table[r][row]["value"], table["base"][row]["value"]) for r in runs[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    piece = table[runs[0]][K12]
-    lines += [
-        "",
+        rows.append(cells)
+    return head, rows
+
+
+def table_note(table: dict[str, dict[str, Any]]) -> str:
+    """What the numbers in `summary_table` are."""
+    delta = " Δ: the run's score minus the base's, in points." if compared(table) else ""
+    return (
+        "Scores in percent (lm-eval's value of each task's metric; groups are question-weighted "
+        "means of their subtasks)." + delta
+    )
+
+
+def slice_notes(cfg: EvalConfig, table: dict[str, dict[str, Any]]) -> list[str]:
+    """What the K12 slice covers, and which listed subjects were not evaluated."""
+    piece = next(iter(table.values()))[K12]
+    notes = [
         f"K12 slice: {len(piece['subjects'])} of {len(cfg.k12_subjects)} listed subjects evaluated, "
         f"{piece['questions']} questions; its accuracy is the share of those questions answered "
-        "correctly.",
+        "correctly."
     ]
     missing = piece["missing"]
     if missing:
         full = " (listed in results.json)" if len(missing) > 6 else ""
-        lines.append(f"Not evaluated: {first_names(missing, 6)}{full}.")
-    lines += ["", "Data sources:", *[f"- {s}" for s in sources]]
-    if cfg.limit is not None:
-        lines += ["", f"limit={cfg.lm_eval_limit()}: a smoke test; not comparable with published scores."]
+        notes.append(f"Not evaluated: {first_names(missing, 6)}{full}.")
+    return notes
+
+
+def limit_note(cfg: EvalConfig) -> str | None:
+    """The warning a `limit` run carries: its scores are a smoke test's."""
+    if cfg.limit is None:
+        return None
+    return f"limit={cfg.lm_eval_limit()}: a smoke test; not comparable with published scores."
+
+
+def summary_markdown(cfg: EvalConfig, table: dict[str, dict[str, Any]], sources: list[str]) -> str:
+    head, rows = summary_table(table)
+    lines = [
+        "# Evaluation summary",
+        "",
+        table_note(table),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *["| " + " | ".join(cells) + " |" for cells in rows],
+        "",
+        *slice_notes(cfg, table),
+        "",
+        "Data sources:",
+        *[f"- {s}" for s in sources],
+    ]
+    if (note := limit_note(cfg)) is not None:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def plot_scores(table: dict[str, dict[str, Any]], out: Path) -> None:
-    """Grouped bars: one group per task (and the slice), one bar per run."""
+def plot_scores(table: dict[str, dict[str, Any]], out: Path | BinaryIO) -> None:
+    """Grouped bars: one group per task (and the slice), one bar per run, as a PNG written to a
+    path or a binary file object."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from k12tune.atomic import atomic_write_bytes
 
@@ -61,8 +61,9 @@ PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def plot_curves(rows: list[dict[str, Any]], out: Path, title: str) -> None:
-    """The logged curves against the optimizer step, one panel per quantity, as a PNG."""
+def plot_curves(rows: list[dict[str, Any]], out: Path | BinaryIO, title: str) -> None:
+    """The logged curves against the optimizer step, one panel per quantity, as a PNG written to
+    a path or a binary file object (the report embeds it without a file)."""
     import matplotlib
 
     matplotlib.use("Agg")
