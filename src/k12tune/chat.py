@@ -195,8 +195,9 @@ def interact(
         answer(model, tokenizer, conversation, args, out)
 
 
-def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def main(argv: list[str] | None = None, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stdin, out = stdin or sys.stdin, out or sys.stdout
     try:
         if args.max_new_tokens < 1:
             raise K12TuneError("--max-new-tokens must be at least 1")

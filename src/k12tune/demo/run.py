@@ -10,6 +10,7 @@ taken for finished.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import sys
 import time
@@ -20,6 +21,8 @@ DEMO_ROOT = Path("demo")
 MARKER = ".k12tune-demo"  # written into demo/ so that a fresh run only ever deletes its own folder
 RAW, PROC, BASE = DEMO_ROOT / "data_raw", DEMO_ROOT / "data_proc", DEMO_ROOT / "tiny_base"
 REPORT = DEMO_ROOT / "outputs" / "report.html"
+ALIGN = DEMO_ROOT / "outputs" / "align"
+CHAT_PROMPT = "小明有5个苹果，吃掉2个后还剩几个？"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,17 @@ class Step:
     dry_run: bool = False
 
     def stage_args(self, configs: Path) -> list[str]:
+        if self.stage == "chat":
+            return [
+                "--adapter",
+                str(ALIGN),
+                "--prompt",
+                CHAT_PROMPT,
+                "--temperature",
+                "0",
+                "--max-new-tokens",
+                "32",
+            ]
         return ["--config", str(configs / self.config), "--dry-run", str(self.dry_run).lower()]
 
     def command(self, configs: Path) -> str:
@@ -39,6 +53,8 @@ class Step:
             return f"python -m k12tune.demo.data {RAW}"
         if self.stage == "demo_base":
             return f"python -m k12tune.demo.base {BASE} {PROC}"
+        if self.stage == "chat":
+            return " ".join(["k12tune chat", *(shlex.quote(arg) for arg in self.stage_args(configs))])
         return " ".join(["python -m", f"scripts.{self.stage}", *self.stage_args(configs)])
 
 
@@ -57,6 +73,7 @@ STEPS: tuple[Step, ...] = (
     Step("export_lora", "export.yaml", dry_run=True),
     Step("export_lora", "export.yaml"),
     Step("report", "report.yaml"),
+    Step("chat"),
 )
 
 
@@ -86,6 +103,11 @@ def run_step(step: Step, configs: Path) -> int:
 
         build_tiny_base(BASE, demo_texts(PROC))
         return 0
+    if step.stage == "chat":
+        from k12tune.chat import main as chat
+
+        print("(the tiny demo model was trained for seconds from random weights: its words are noise)")
+        return chat(step.stage_args(configs))
     from k12tune.cli import run_stage
 
     return run_stage(
@@ -98,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m k12tune.demo",
         description="Run the whole pipeline on the bundled demo data with a tiny offline model "
         "(prepare_data -> train_sft -> train_orpo -> train_dpo -> eval_harness -> export_lora -> "
-        "report) under ./demo/, on the CPU, with no network. Deletes and rewrites ./demo/.",
+        "report, then one answer from k12tune chat) under ./demo/, on the CPU, with no network. "
+        "Deletes and rewrites ./demo/.",
     )
     parser.add_argument(
         "--configs", default="configs/demo", type=Path, help="Folder of the demo's stage configs."
