@@ -547,3 +547,80 @@ def test_real_sft_folder_through_find_data_files():
         "messages_en.jsonl",
         "prompt_response_zh.jsonl",
     ]
+
+
+# --- JSONL chunks (the pipeline's unit of parallel work) ------------------------------------------
+
+
+def reference_jsonl(data: bytes, name: str) -> tuple[list[tuple[Any, Origin, Any]], int]:
+    """JSONL read the obvious way: the whole file split on "\\n" (BOM dropped)."""
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    tail = lines.pop()
+    items, blank = [], 0
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            item = readers.parse_line(line, Origin("src", name, number))
+            items.append((item.value, item.origin, item.error))
+        else:
+            blank += 1
+    if tail.strip():
+        item = readers.parse_line(tail, Origin("src", name, len(lines) + 1))
+        items.append((item.value, item.origin, item.error))
+    return items, blank
+
+
+JSONL_PIECES = [
+    '{"q": "一二三", "n": 1}',
+    '{"q": "😀 emoji across a chunk", "n": 2}',
+    "[1, 2]",
+    '{"q": "broken',
+    "   ",
+    "",
+    '{"q": "tab\\t and é"}',
+]
+
+
+@pytest.mark.parametrize("size", [1 << 22, 3, 7, 64])
+def test_jsonl_chunks_equal_reading_the_whole_file(tmp_path, monkeypatch, size):
+    monkeypatch.setattr(readers, "_CHUNK", size)
+    rng = __import__("random").Random(size)
+    for case in range(30):
+        pieces = [rng.choice(JSONL_PIECES).encode() for _ in range(rng.randrange(0, 25))]
+        if rng.random() < 0.3:
+            pieces.append(b'{"q": "\xff\xfe bad bytes"}')
+        endings = [rng.choice([b"\n", b"\r\n"]) for _ in pieces]
+        data = b"".join(p + e for p, e in zip(pieces, endings, strict=True))
+        if rng.random() < 0.5:
+            data = data.rstrip(b"\r\n")  # no trailing newline
+        if rng.random() < 0.3:
+            data = b"\xef\xbb\xbf" + data
+        path = tmp_path / f"c{case}.jsonl"
+        path.write_bytes(data)
+        stats = ReadStats()
+        chunks = list(readers.jsonl_chunks(path, stats))
+        assert stats.files == {str(path): sha256(path)}
+        # Chunks are whole lines, in order, covering the file (after a BOM).
+        starts = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        assert [c.start for c in chunks] == [starts, *(c.end for c in chunks[:-1])][: len(chunks)]
+        assert (chunks[-1].end if chunks else starts) == len(data)
+        assert all(data[c.end - 1 : c.end] == b"\n" for c in chunks[:-1])
+        got, blank = [], 0
+        for c in chunks:
+            items, n_blank = readers.read_chunk(c, "src")
+            got += [(i.value, i.origin, i.error) for i in items]
+            blank += n_blank
+        assert (got, blank) == reference_jsonl(data, str(path)), data
+
+
+def test_jsonl_chunk_line_numbers_in_rejections(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK", 5)
+    path = tmp_path / "a.jsonl"
+    # A truncated line, then a 3-byte character cut after 2 bytes: the chunk size splits both.
+    path.write_bytes('{"a": 1}\r\n\n{"b": "二\n'.encode() + b'{"c": "\xe4\xb8"}\n{"d": 4}')
+    items = read(path)
+    assert [(i.origin.line, i.error[0] if i.error else None) for i in items] == [
+        (1, None),
+        (3, "malformed_json"),
+        (4, "invalid_utf8"),
+        (5, None),
+    ]
