@@ -624,3 +624,65 @@ def test_jsonl_chunk_line_numbers_in_rejections(tmp_path, monkeypatch):
         (4, "invalid_utf8"),
         (5, None),
     ]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_plain_lines_need_only_stripping(tmp_path):
+    """A line marked plain holds no string that `clean_text` would change beyond stripping it;
+    every character `clean_text` removes or rewrites, raw or escaped, unmarks its line."""
+    from k12tune.data.normalize import clean_text
+
+    changed = [*map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), *range(0x7F, 0xA0)])]
+    changed += ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+    harmless = [
+        *'aé你好 ，。\t\n\\"/',
+        "\u00a0",
+        "\u3000",
+        "\u2028",
+        "😀",
+        "\u200a",
+        "\u200e",
+        "\u2061",
+        "\ufefe",
+    ]
+    rng = __import__("random").Random(0)
+    lines = []
+    for _ in range(400):
+        chars = [rng.choice(harmless) for _ in range(rng.randrange(0, 8))]
+        if rng.random() < 0.3:
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice(changed))
+        text = "".join(chars)
+        lines.append(json.dumps({"k": text, "l": [text, 1]}, ensure_ascii=rng.random() < 0.2))
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    items = read(path)
+    assert len(items) == len(lines)
+    for item in items:
+        strings = _strings(item.value)
+        if item.plain:
+            assert all(clean_text(s) == s.strip() for s in strings), strings
+        elif not any(c in s for s in strings for c in changed):
+            assert "\\u" in json.dumps(item.value)  # escaped non-ASCII: unmarked, cleaned in full
+    assert sum(item.plain for item in items) > 100
+    # Each character `clean_text` changes unmarks its line, written raw or as an escape.
+    for ch in changed:
+        for ensure_ascii in (False, True):
+            path.write_text(json.dumps({"k": f"a{ch}b"}, ensure_ascii=ensure_ascii) + "\n", encoding="utf-8")
+            assert [item.plain for item in read(path)] == [False], (hex(ord(ch)), ensure_ascii)
+    # Items that do not come from a JSONL chunk are never marked.
+    assert not any(item.plain for item in read_array_of(tmp_path, ["x"]))
+
+
+def read_array_of(tmp_path: Path, values: list[Any]) -> list[RawItem]:
+    path = tmp_path / "arr.json"
+    path.write_text(json.dumps(values), encoding="utf-8")
+    return read(path)

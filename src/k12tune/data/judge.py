@@ -24,6 +24,7 @@ from k12tune.data.batchtext import batch_texts
 from k12tune.data.converters import ConversionError, to_pref, to_sft
 from k12tune.data.dedup import dedup_parts, digest
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
+from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, read_chunk
 from k12tune.data.split import copies, is_val, record_id
 from k12tune.data.unicode_tables import unicode_tables
@@ -150,7 +151,8 @@ class Judge:
                 rejects.append((pos, rule, reject_line(self.stage, item.origin, rule, detail, item.value)))
                 continue
             try:
-                records.append(self.convert(item.value, item.origin, self.aliases))
+                clean = str.strip if item.plain else clean_text
+                records.append(self.convert(item.value, item.origin, self.aliases, clean))
             except ConversionError as exc:
                 line = reject_line(self.stage, item.origin, exc.rule, exc.detail, item.value)
                 rejects.append((pos, exc.rule, line))

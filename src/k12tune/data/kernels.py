@@ -174,3 +174,51 @@ def dedup_forms_utf8(
                         written = True
             part_bytes[p + 1] = at
     return out[:at], part_bytes, not_simple
+
+
+@njit(cache=True, nogil=True)
+def plain_lines(data: np.ndarray) -> np.ndarray:
+    """Per b"\\n"-separated line of raw JSON bytes: whether no string in it can decode to a
+    character that `clean_text` removes or rewrites (CR, C0/C1 controls, U+200B..U+200D,
+    U+2060, U+FEFF), so that cleaning its strings is only stripping them.
+
+    A decoded string gets such a character only from an escape (\\r, \\b, \\f, \\uXXXX) or from
+    its UTF-8 bytes (0x7F, C2 80..9F, E2 80 8B..8D, E2 81 A0, EF BB BF): raw control bytes
+    are not valid inside JSON strings. Anything else that looks like one (in a key, after an
+    escaped backslash) only costs the line the full `clean_text`."""
+    n = len(data)
+    n_lines = 1
+    for i in range(n):
+        if data[i] == 0x0A:
+            n_lines += 1
+    plain = np.ones(n_lines, dtype=np.bool_)
+    line = 0
+    i = 0
+    while i < n:
+        b = data[i]
+        if b == 0x0A:
+            line += 1
+        elif b == 0x5C:  # backslash: an escape, whose second byte is never a line end
+            if i + 1 < n and data[i + 1] != 0x0A:
+                e = data[i + 1]
+                if e == 0x72 or e == 0x62 or e == 0x66 or e == 0x75:  # r b f u
+                    plain[line] = False
+                i += 1
+        elif b < 0x20:
+            if b != 0x09 and b != 0x0D:
+                plain[line] = False
+        elif b == 0x7F:
+            plain[line] = False
+        elif b == 0xC2:
+            if i + 1 < n and 0x80 <= data[i + 1] <= 0x9F:
+                plain[line] = False
+        elif b == 0xE2:
+            if i + 2 < n and (
+                (data[i + 1] == 0x80 and 0x8B <= data[i + 2] <= 0x8D)
+                or (data[i + 1] == 0x81 and data[i + 2] == 0xA0)
+            ):
+                plain[line] = False
+        elif b == 0xEF and i + 2 < n and data[i + 1] == 0xBB and data[i + 2] == 0xBF:
+            plain[line] = False
+        i += 1
+    return plain

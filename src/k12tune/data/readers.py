@@ -24,9 +24,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from tqdm import tqdm
 
+from k12tune.data import kernels
 from k12tune.data.specs import SourceSpec
 from k12tune.errors import DataError
 from k12tune.records import Origin
@@ -44,11 +46,14 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800..\uDFFF escapes: 
 @dataclass(slots=True)
 class RawItem:
     """One raw record. `error` is (rule, detail) when it could not be parsed; `value` then
-    holds the raw text (undecodable bytes shown as U+FFFD) for the rejects file."""
+    holds the raw text (undecodable bytes shown as U+FFFD) for the rejects file. `plain`:
+    known to hold no string that `clean_text` would change beyond stripping it (see
+    `kernels.plain_lines`)."""
 
     value: Any
     origin: Origin
     error: tuple[str, str] | None = None
+    plain: bool = False
 
 
 @dataclass
@@ -143,16 +148,17 @@ def read_chunk(chunk: JsonlChunk, source: str) -> tuple[list[RawItem], int]:
         handle.seek(chunk.start)
         data = handle.read(chunk.end - chunk.start)
     lines = data.split(b"\n")
-    tail = lines.pop()  # empty, or the file's last line when it has no newline
+    plain = kernels.plain_lines(np.frombuffer(data, dtype=np.uint8)).tolist()
     items = []
     blank = 0
-    for number, line in enumerate(lines, chunk.first_line):
+    last = len(lines) - 1  # empty, or the file's last line when it has no newline
+    for k, line in enumerate(lines):
         if line.strip():
-            items.append(parse_line(line, Origin(source, chunk.path, number)))
-        else:
+            item = parse_line(line, Origin(source, chunk.path, chunk.first_line + k))
+            item.plain = plain[k]
+            items.append(item)
+        elif k < last:
             blank += 1
-    if tail.strip():
-        items.append(parse_line(tail, Origin(source, chunk.path, chunk.first_line + len(lines))))
     return items, blank
 
 
