@@ -287,3 +287,12 @@ def test_folder_without_data_files_is_a_clear_error(tmp_path: Path) -> None:
         DataError, match=r"notes holds no \.jsonl/\.json/\.parquet files \(found: readme\.txt\)"
     ):
         prepare_data(cfg)
+
+
+def test_importing_the_stage_does_not_import_numba() -> None:
+    """numba is loaded where a kernel runs: the main process, the dry run and --help skip it."""
+    import subprocess
+    import sys
+
+    code = "import sys, k12tune.data.pipeline, k12tune.data.plan; sys.exit('numba' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

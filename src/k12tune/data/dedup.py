@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from k12tune.data import kernels
 from k12tune.data.batchtext import MessageLayout, record_parts
 from k12tune.data.normalize import dedup_form
 from k12tune.data.textstats import Texts
@@ -43,6 +42,8 @@ def dedup_parts(
     """The dedup form of each part of each selected record (in record order), from the batch's
     code points by table lookup; a record holding a non-simple code point takes
     `reference_parts` instead."""
+    from k12tune.data import kernels
+
     tables = unicode_tables()
     buf, part_bytes, not_simple = kernels.dedup_forms_utf8(
         texts.cps,

@@ -102,11 +102,12 @@ class TextFilter(ABC):
             failed_part[alive[bad & unset]] = part_no
         failing = np.flatnonzero(failed_part >= 0)
         parts = list(batch.part_index)
-        failures = []
-        for i in failing:
-            part = parts[failed_part[i]]
-            value = values[batch.part_index[part][i]]
-            failures.append(Failure(int(i), f"{part}: {self.explain(value)}"))
+        part_of = failed_part[failing]
+        texts = np.stack(list(batch.part_index.values()))[part_of, failing]
+        failures = [
+            Failure(i, f"{parts[p]}: {self.explain(value)}")
+            for i, p, value in zip(failing.tolist(), part_of.tolist(), values[texts].tolist(), strict=True)
+        ]
         self.counts.seen += len(alive)
         self.counts.dropped += len(failures)
         self.counts.kept += len(alive) - len(failures)

@@ -192,6 +192,7 @@ class Judge:
         lengths = view.stat("n_chars").reshape(len(records), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
         alive = np.flatnonzero(view.alive).tolist()
+        langs = view.lang.tolist()
         survivors, digests, lines = [], [], []
         for i, forms in zip(alive, dedup_parts(records, texts, layout, view.alive), strict=True):
             record = records[i]
@@ -199,7 +200,7 @@ class Judge:
                 self._reject(out, positions[i], record, pair_filter.name, "chosen equals rejected")
                 continue
             key = digest(forms)
-            record.lang = view.lang[i]
+            record.lang = langs[i]
             record.id = record_id(key)
             survivors.append(i)
             digests.append(key)

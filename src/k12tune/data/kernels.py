@@ -6,6 +6,8 @@ one uint32 code point array `cps` plus int64 `bounds`: text t is `cps[bounds[t]:
 Definitions live with their callers (`textstats`, `dedup`); each kernel is tested there
 against a plain-Python reference. Compiled once per machine (`cache=True`: numba keeps the
 machine code next to this file, or in NUMBA_CACHE_DIR), so later processes only load it.
+Imported where a kernel runs, not at module level: numba takes 0.2 s and tens of MiB to import,
+which the pipeline's main process, the dry run and `--help` do not need.
 """
 
 from __future__ import annotations

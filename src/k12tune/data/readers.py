@@ -28,7 +28,6 @@ import numpy as np
 import orjson
 from tqdm import tqdm
 
-from k12tune.data import kernels
 from k12tune.data.specs import SourceSpec
 from k12tune.errors import DataError
 from k12tune.records import Origin
@@ -144,6 +143,8 @@ def jsonl_chunks(path: Path, stats: ReadStats) -> Iterator[JsonlChunk]:
 def read_chunk(chunk: JsonlChunk, source: str) -> tuple[list[RawItem], int]:
     """The chunk's non-blank lines parsed, with their numbers, and how many lines were blank
     (white space only; a blank last line without a newline is not counted)."""
+    from k12tune.data import kernels
+
     with open(chunk.path, "rb") as handle:
         handle.seek(chunk.start)
         data = handle.read(chunk.end - chunk.start)

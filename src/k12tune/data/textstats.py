@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from k12tune.data import kernels
 from k12tune.data.unicode_tables import CJK_RANGES, is_cjk, unicode_tables
 
 __all__ = ["CJK_RANGES", "Texts", "char_stats", "is_cjk", "rep_ratio_4gram"]
@@ -63,6 +62,8 @@ class Texts:
 
 def char_stats(texts: Texts) -> tuple[np.ndarray, np.ndarray]:
     """(n_chars, zh_share) of every text."""
+    from k12tune.data import kernels
+
     tables = unicode_tables()
     cjk, letters = kernels.letter_counts(texts.cps, texts.bounds, tables.cjk, tables.letters)
     zh_share = np.divide(cjk, letters, out=np.zeros(len(texts)), where=letters > 0)
@@ -71,6 +72,8 @@ def char_stats(texts: Texts) -> tuple[np.ndarray, np.ndarray]:
 
 def rep_ratio_4gram(texts: Texts, selected: np.ndarray | None = None) -> np.ndarray:
     """`rep_ratio_4gram` of every text where `selected` (default: all), NaN elsewhere."""
+    from k12tune.data import kernels
+
     if selected is None:
         selected = np.ones(len(texts), dtype=bool)
     grams = np.maximum(np.diff(texts.bounds) - (_NGRAM - 1), 0)
