@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from k12tune.config.data import CleanConfig
+from k12tune.data.batchtext import batch_texts
 from k12tune.data.dedup import Deduplicator, dedup_parts, digest
 from k12tune.data.filters import (
     BatchView,
@@ -13,11 +14,12 @@ from k12tune.data.filters import (
     build_filters,
 )
 from k12tune.data.normalize import clean_text, dedup_form
+from k12tune.data.textstats import Texts
 from k12tune.records import Origin, PrefRecord, SFTRecord
 
 
 def view(texts: list[str], parts: tuple[str, ...] = ("conversation",)) -> BatchView:
-    return BatchView.of(texts, parts)
+    return BatchView.of(Texts.of(texts), parts)
 
 
 def test_length_filter_bounds_are_inclusive_and_counted() -> None:
@@ -107,7 +109,9 @@ def test_dedup_first_occurrence_wins_across_width_forms() -> None:
     c = SFTRecord([{"role": "user", "content": "1+1=?"}, {"role": "assistant", "content": "3"}], origin)
     d = SFTRecord([{"role": "system", "content": "1+1=?"}, {"role": "assistant", "content": "2"}], origin)
     dedup = Deduplicator()
-    seen = [dedup.first_seen(digest(parts)) for parts in dedup_parts([a, b, c, d, a])]
+    records = [a, b, c, d, a]
+    forms = dedup_parts(records, *batch_texts(records), np.ones(len(records), dtype=bool))
+    seen = [dedup.first_seen(digest(parts)) for parts in forms]
     assert seen == [True, False, True, True, False]  # roles are part of the key
     assert len(dedup) == 3
 
@@ -120,7 +124,7 @@ def test_identical_pair_filter_compares_dedup_forms() -> None:
         rejected=[{"role": "assistant", "content": "答案:1"}],
         origin=origin,
     )
-    [forms] = dedup_parts([pair])
+    [forms] = dedup_parts([pair], *batch_texts([pair]), np.ones(1, dtype=bool))
     rule = DistinctPairFilter()
     assert rule.passes(forms[1], forms[2]) is False
     assert rule.passes(forms[0], forms[1]) is True

@@ -151,6 +151,38 @@ def test_worker_processes_give_byte_identical_outputs(real_config: DataConfig, t
         assert (Path(real_config.out_dir) / name).read_bytes() == one[name], name
 
 
+@pytest.mark.parametrize("chunk", [None, 4096, 100_000])
+def test_jsonl_chunk_size_changes_nothing(
+    real_config: DataConfig, tmp_path: Path, monkeypatch, chunk: int | None
+) -> None:
+    """JSONL files travel to the workers as byte ranges of whole lines, not as batches: the
+    outputs must not depend on where the ranges end, nor on the number of workers, including
+    the position of weight rejects, written after the other rejects of their batch."""
+    real_config.sft_sources = [
+        {"name": "zh", "weight": 0.5},
+        {"name": "en", "weight": 1.5, "lang_hint": "en"},
+    ]
+    real_config.clean.allow_english_fallback = True
+    real_config.batch_size = 50
+    prepare_data(real_config)
+    reference = {name: (Path(real_config.out_dir) / name).read_bytes() for name in OUTPUTS}
+    if chunk is not None:
+        from k12tune.data import readers
+
+        monkeypatch.setattr(readers, "_CHUNK", chunk)
+    real_config.out_dir, real_config.workers = str(tmp_path / "out2"), 2
+    prepare_data(real_config)
+    for name in OUTPUTS:
+        assert (Path(real_config.out_dir) / name).read_bytes() == reference[name], name
+    # Within each batch of 50 records of a source, weight rejects follow the other rejects.
+    rejected = read_jsonl(Path(real_config.out_dir) / "rejected.jsonl")
+    zh_jsonl = [r for r in rejected if r["file"].endswith("prompt_response_zh.jsonl")]
+    assert any(r["rule"] == "weight" for r in zh_jsonl)
+    # prompt_response_zh.jsonl follows alpaca_zh_demo.json's 800 records in source "zh".
+    keys = [((800 + r["line"] - 1) // 50, r["rule"] == "weight", r["line"]) for r in zh_jsonl]
+    assert keys == sorted(keys)
+
+
 def test_auto_workers_only_for_large_inputs(real_config: DataConfig, monkeypatch) -> None:
     monkeypatch.setattr(pipeline, "available_cpus", lambda: 16)
     assert pipeline.resolve_workers(real_config) == 1  # the sample data is a few MiB
@@ -255,3 +287,12 @@ def test_folder_without_data_files_is_a_clear_error(tmp_path: Path) -> None:
         DataError, match=r"notes holds no \.jsonl/\.json/\.parquet files \(found: readme\.txt\)"
     ):
         prepare_data(cfg)
+
+
+def test_importing_the_stage_does_not_import_numba() -> None:
+    """numba is loaded where a kernel runs: the main process, the dry run and --help skip it."""
+    import subprocess
+    import sys
+
+    code = "import sys, k12tune.data.pipeline, k12tune.data.plan; sys.exit('numba' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -547,3 +547,142 @@ def test_real_sft_folder_through_find_data_files():
         "messages_en.jsonl",
         "prompt_response_zh.jsonl",
     ]
+
+
+# --- JSONL chunks (the pipeline's unit of parallel work) ------------------------------------------
+
+
+def reference_jsonl(data: bytes, name: str) -> tuple[list[tuple[Any, Origin, Any]], int]:
+    """JSONL read the obvious way: the whole file split on "\\n" (BOM dropped)."""
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    tail = lines.pop()
+    items, blank = [], 0
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            item = readers.parse_line(line, Origin("src", name, number))
+            items.append((item.value, item.origin, item.error))
+        else:
+            blank += 1
+    if tail.strip():
+        item = readers.parse_line(tail, Origin("src", name, len(lines) + 1))
+        items.append((item.value, item.origin, item.error))
+    return items, blank
+
+
+JSONL_PIECES = [
+    '{"q": "一二三", "n": 1}',
+    '{"q": "😀 emoji across a chunk", "n": 2}',
+    "[1, 2]",
+    '{"q": "broken',
+    "   ",
+    "",
+    '{"q": "tab\\t and é"}',
+]
+
+
+@pytest.mark.parametrize("size", [1 << 22, 3, 7, 64])
+def test_jsonl_chunks_equal_reading_the_whole_file(tmp_path, monkeypatch, size):
+    monkeypatch.setattr(readers, "_CHUNK", size)
+    rng = __import__("random").Random(size)
+    for case in range(30):
+        pieces = [rng.choice(JSONL_PIECES).encode() for _ in range(rng.randrange(0, 25))]
+        if rng.random() < 0.3:
+            pieces.append(b'{"q": "\xff\xfe bad bytes"}')
+        endings = [rng.choice([b"\n", b"\r\n"]) for _ in pieces]
+        data = b"".join(p + e for p, e in zip(pieces, endings, strict=True))
+        if rng.random() < 0.5:
+            data = data.rstrip(b"\r\n")  # no trailing newline
+        if rng.random() < 0.3:
+            data = b"\xef\xbb\xbf" + data
+        path = tmp_path / f"c{case}.jsonl"
+        path.write_bytes(data)
+        stats = ReadStats()
+        chunks = list(readers.jsonl_chunks(path, stats))
+        assert stats.files == {str(path): sha256(path)}
+        # Chunks are whole lines, in order, covering the file (after a BOM).
+        starts = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        assert [c.start for c in chunks] == [starts, *(c.end for c in chunks[:-1])][: len(chunks)]
+        assert (chunks[-1].end if chunks else starts) == len(data)
+        assert all(data[c.end - 1 : c.end] == b"\n" for c in chunks[:-1])
+        got, blank = [], 0
+        for c in chunks:
+            items, n_blank = readers.read_chunk(c, "src")
+            got += [(i.value, i.origin, i.error) for i in items]
+            blank += n_blank
+        assert (got, blank) == reference_jsonl(data, str(path)), data
+
+
+def test_jsonl_chunk_line_numbers_in_rejections(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK", 5)
+    path = tmp_path / "a.jsonl"
+    # A truncated line, then a 3-byte character cut after 2 bytes: the chunk size splits both.
+    path.write_bytes('{"a": 1}\r\n\n{"b": "二\n'.encode() + b'{"c": "\xe4\xb8"}\n{"d": 4}')
+    items = read(path)
+    assert [(i.origin.line, i.error[0] if i.error else None) for i in items] == [
+        (1, None),
+        (3, "malformed_json"),
+        (4, "invalid_utf8"),
+        (5, None),
+    ]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_plain_lines_need_only_stripping(tmp_path):
+    """A line marked plain holds no string that `clean_text` would change beyond stripping it;
+    every character `clean_text` removes or rewrites, raw or escaped, unmarks its line."""
+    from k12tune.data.normalize import clean_text
+
+    changed = [*map(chr, [*range(0x00, 0x09), 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), *range(0x7F, 0xA0)])]
+    changed += ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+    harmless = [
+        *'aé你好 ，。\t\n\\"/',
+        "\u00a0",
+        "\u3000",
+        "\u2028",
+        "😀",
+        "\u200a",
+        "\u200e",
+        "\u2061",
+        "\ufefe",
+    ]
+    rng = __import__("random").Random(0)
+    lines = []
+    for _ in range(400):
+        chars = [rng.choice(harmless) for _ in range(rng.randrange(0, 8))]
+        if rng.random() < 0.3:
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice(changed))
+        text = "".join(chars)
+        lines.append(json.dumps({"k": text, "l": [text, 1]}, ensure_ascii=rng.random() < 0.2))
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    items = read(path)
+    assert len(items) == len(lines)
+    for item in items:
+        strings = _strings(item.value)
+        if item.plain:
+            assert all(clean_text(s) == s.strip() for s in strings), strings
+        elif not any(c in s for s in strings for c in changed):
+            assert "\\u" in json.dumps(item.value)  # escaped non-ASCII: unmarked, cleaned in full
+    assert sum(item.plain for item in items) > 100
+    # Each character `clean_text` changes unmarks its line, written raw or as an escape.
+    for ch in changed:
+        for ensure_ascii in (False, True):
+            path.write_text(json.dumps({"k": f"a{ch}b"}, ensure_ascii=ensure_ascii) + "\n", encoding="utf-8")
+            assert [item.plain for item in read(path)] == [False], (hex(ord(ch)), ensure_ascii)
+    # Items that do not come from a JSONL chunk are never marked.
+    assert not any(item.plain for item in read_array_of(tmp_path, ["x"]))
+
+
+def read_array_of(tmp_path: Path, values: list[Any]) -> list[RawItem]:
+    path = tmp_path / "arr.json"
+    path.write_text(json.dumps(values), encoding="utf-8")
+    return read(path)

@@ -1,19 +1,21 @@
 from __future__ import annotations
 
 import collections
+import random
 import unicodedata
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from k12tune.data.textstats import char_stats, is_cjk, rep_ratio_4gram
+from k12tune.data.textstats import Texts, char_stats, is_cjk, rep_ratio_4gram
 
 
 def text_stats(texts: list[str]) -> SimpleNamespace:
     """The three statistics of a batch, as the filters read them."""
-    n_chars, zh_share = char_stats(texts)
-    return SimpleNamespace(n_chars=n_chars, zh_share=zh_share, rep_ratio_4gram=rep_ratio_4gram(texts))
+    batch = Texts.of(texts)
+    n_chars, zh_share = char_stats(batch)
+    return SimpleNamespace(n_chars=n_chars, zh_share=zh_share, rep_ratio_4gram=rep_ratio_4gram(batch))
 
 
 def reference(text: str) -> tuple[int, float, float]:
@@ -76,8 +78,8 @@ def test_4grams_do_not_cross_text_boundaries() -> None:
     assert list(stats.rep_ratio_4gram) == [0.0, 0.0]
 
 
-def test_many_distinct_characters_take_the_split_and_rowwise_paths() -> None:
-    # 70,000 distinct code points in one text cannot be packed into 64-bit keys (4 x 17 bits).
+def test_many_distinct_characters_and_long_texts() -> None:
+    # 70,000 distinct code points in one text: every 4-gram is distinct.
     wide = "".join(chr(cp) for cp in range(0x4E00, 0x4E00 + 20_000))
     wide += "".join(chr(cp) for cp in range(0x20000, 0x20000 + 50_000))
     texts = [wide, "abcabcabc", wide[:100] + wide[:100]]
@@ -91,6 +93,22 @@ def test_many_distinct_characters_take_the_split_and_rowwise_paths() -> None:
     assert stats.zh_share[0] == pytest.approx(20_000 / (20_000 + ext_b_letters))
 
 
+def test_4gram_hash_collisions_do_not_merge_4grams() -> None:
+    # Code points that differ only in high bits, and 4-grams made of the same characters in
+    # another order: all distinct, in texts long enough to fill and wrap the hash table.
+    rng = random.Random(1)
+    alphabet = [chr(cp) for cp in (0x41, 0x41 + (1 << 16), 0x4E00, 0x4E00 + (1 << 15), 0x10FFFD, 0x20)]
+    texts = ["".join(rng.choice(alphabet) for _ in range(n)) for n in (4, 5, 17, 300, 5000)]
+    stats = text_stats(texts)
+    assert stats.rep_ratio_4gram.tolist() == pytest.approx([reference(t)[2] for t in texts])
+
+
+def test_repetition_only_for_selected_texts() -> None:
+    texts = Texts.of(["哈哈哈哈哈", "abcabcabc", "xyz"])
+    ratios = rep_ratio_4gram(texts, np.array([False, True, True]))
+    assert np.isnan(ratios[0]) and ratios[1] == 0.5 and ratios[2] == 0.0
+
+
 def test_repetition_counts_each_repeat_once() -> None:
     text = "一二三四一二三四一二三四"  # 9 4-grams, 4 distinct
     stats = text_stats([text])
@@ -98,16 +116,3 @@ def test_repetition_counts_each_repeat_once() -> None:
     assert len(counts) == 4
     assert stats.rep_ratio_4gram[0] == pytest.approx(5 / 9)
     assert isinstance(stats.n_chars, np.ndarray)
-
-
-@pytest.mark.parametrize("group", [1, 5, 64, 1 << 17])
-def test_group_size_does_not_change_the_4gram_counts(shared_data, monkeypatch, group: int) -> None:
-    import json
-
-    from k12tune.data import textstats
-
-    records = json.loads((shared_data / "sft" / "alpaca_zh_demo.json").read_text(encoding="utf-8"))
-    texts = ["", "abc", "哈哈哈哈哈", *(f"{r['instruction']}\n{r['output']}" for r in records[:120])]
-    monkeypatch.setattr(textstats, "_GROUP_CODE_POINTS", group)
-    got = textstats.rep_ratio_4gram(texts)
-    assert got.tolist() == pytest.approx([reference(t)[2] for t in texts])

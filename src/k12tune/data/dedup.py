@@ -1,8 +1,10 @@
 """Exact deduplication across all sources of a stage: first occurrence wins.
 
-The key is SHA-256 over the record's dedup form (roles and NFKC, white-space-collapsed texts;
-see `normalize.dedup_form`), so memory grows by one 32-byte digest per kept record, never by
-the texts themselves.
+The key is SHA-256 over the record's dedup form, so memory grows by one 32-byte digest per
+kept record, never by the texts themselves. The dedup form of a part (SFT: the conversation;
+preference: prompt, chosen, rejected) is its messages, each as role 0x1F `dedup_form(content)`
+(NFKC, white space collapsed; see `normalize`), joined by 0x1E, in UTF-8; the key hashes the
+parts joined by 0x1F 0x1F, which no dedup form contains.
 """
 
 from __future__ import annotations
@@ -10,33 +12,70 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from k12tune.data.normalize import SEPARATORS, dedup_forms
-from k12tune.records import Message, PrefRecord, SFTRecord
+import numpy as np
 
-_TURN, _FIELD = SEPARATORS
+from k12tune.data.batchtext import MessageLayout, record_parts
+from k12tune.data.normalize import dedup_form
+from k12tune.data.textstats import Texts
+from k12tune.data.unicode_tables import unicode_tables
+from k12tune.records import ROLES, PrefRecord, SFTRecord
 
-
-def _serialise(messages: list[Message]) -> str:
-    return _TURN.join(f"{m['role']}{_FIELD}{m['content']}" for m in messages)
-
-
-def _raw_parts(record: SFTRecord | PrefRecord) -> list[str]:
-    if isinstance(record, SFTRecord):
-        return [_serialise(record.messages)]
-    return [_serialise(record.prompt), _serialise(record.chosen), _serialise(record.rejected)]
+_TURN, _FIELD = "\x1e", "\x1f"
+_ROLE_NAMES = np.frombuffer("".join(ROLES).encode("ascii"), dtype=np.uint8)
+_ROLE_NAME_BOUNDS = np.cumsum([0, *map(len, ROLES)], dtype=np.int64)
 
 
-def dedup_parts(records: Sequence[SFTRecord | PrefRecord]) -> list[list[str]]:
-    """Each record's parts in dedup form, [conversation] or [prompt, chosen, rejected]: its
-    messages as role and `dedup_form` of the content, joined by separators."""
-    raw = [_raw_parts(record) for record in records]
-    flat = iter(dedup_forms([part for parts in raw for part in parts]))
-    return [[next(flat) for _ in parts] for parts in raw]
+def reference_parts(record: SFTRecord | PrefRecord) -> list[bytes]:
+    """A record's dedup form by definition, through `unicodedata`: the path for texts holding
+    a code point that the tables cannot map alone (see `unicode_tables`)."""
+    return [
+        _TURN.join(f"{m['role']}{_FIELD}{dedup_form(m['content'])}" for m in messages).encode(
+            "utf-8", "surrogatepass"
+        )
+        for messages in record_parts(record)
+    ]
 
 
-def digest(parts: list[str]) -> bytes:
-    """SHA-256 of the parts joined with a separator that cannot occur in a dedup form."""
-    return hashlib.sha256((_FIELD * 2).join(parts).encode("utf-8", "surrogatepass")).digest()
+def dedup_parts(
+    records: Sequence[SFTRecord | PrefRecord], texts: Texts, layout: MessageLayout, selected: np.ndarray
+) -> list[list[bytes]]:
+    """The dedup form of each part of each selected record (in record order), from the batch's
+    code points by table lookup; a record holding a non-simple code point takes
+    `reference_parts` instead."""
+    from k12tune.data import kernels
+
+    tables = unicode_tables()
+    buf, part_bytes, not_simple = kernels.dedup_forms_utf8(
+        texts.cps,
+        layout.content_bounds,
+        layout.roles,
+        layout.part_messages,
+        layout.record_parts,
+        selected,
+        _ROLE_NAMES,
+        _ROLE_NAME_BOUNDS,
+        tables.nfkc,
+        tables.simple,
+        tables.space,
+    )
+    blob = buf.tobytes()
+    part_ends = part_bytes.tolist()
+    record_parts_at = layout.record_parts.tolist()
+    not_simple = not_simple.tolist()
+    forms = []
+    for k in np.flatnonzero(selected).tolist():
+        if not_simple[k]:
+            forms.append(reference_parts(records[k]))
+            continue
+        forms.append(
+            [blob[part_ends[p] : part_ends[p + 1]] for p in range(record_parts_at[k], record_parts_at[k + 1])]
+        )
+    return forms
+
+
+def digest(parts: list[bytes]) -> bytes:
+    """SHA-256 of the parts' dedup forms joined with a separator that cannot occur in them."""
+    return hashlib.sha256(b"\x1f\x1f".join(parts)).digest()
 
 
 class Deduplicator:

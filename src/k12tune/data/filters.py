@@ -5,7 +5,7 @@ dropped; the pipeline writes each dropped record to the rejects file with the ru
 
 A record has one text part (SFT: the conversation) or three (preference: prompt, chosen,
 rejected); it fails a rule when any of its parts does. The text of a part is its messages'
-cleaned contents joined with "\\n" (see `judge.part_texts`).
+cleaned contents joined with "\\n" (see `batchtext`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from k12tune.config.data import CleanConfig
-from k12tune.data.textstats import char_stats, rep_ratio_4gram
+from k12tune.data.textstats import Texts, char_stats, rep_ratio_4gram
 
 
 @dataclass
@@ -42,14 +42,14 @@ class BatchView:
     on first use and only for the texts of records still alive, so a record dropped by a
     cheap rule never costs the 4-gram count."""
 
-    texts: list[str]
+    texts: Texts
     part_index: dict[str, np.ndarray]
     alive: np.ndarray  # bool per record: not yet dropped
     lang: np.ndarray  # object array of "zh" / "en" per record
     _stats: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, texts: list[str], parts: tuple[str, ...]) -> BatchView:
+    def of(cls, texts: Texts, parts: tuple[str, ...]) -> BatchView:
         """A batch whose record i owns texts i*len(parts) .. i*len(parts)+len(parts)-1."""
         n_records = len(texts) // len(parts)
         base = np.arange(n_records) * len(parts)
@@ -66,11 +66,10 @@ class BatchView:
             if name in ("n_chars", "zh_share"):
                 self._stats["n_chars"], self._stats["zh_share"] = char_stats(self.texts)
             elif name == "rep_ratio_4gram":
-                alive = np.flatnonzero(self.alive)
-                index = np.sort(np.concatenate([idx[alive] for idx in self.part_index.values()]))
-                values = np.full(len(self.texts), np.nan)
-                values[index] = rep_ratio_4gram([self.texts[i] for i in index.tolist()])
-                self._stats[name] = values
+                selected = np.zeros(len(self.texts), dtype=bool)
+                for index in self.part_index.values():
+                    selected[index[self.alive]] = True
+                self._stats[name] = rep_ratio_4gram(self.texts, selected)
             else:
                 raise KeyError(name)
         return self._stats[name]
@@ -103,11 +102,12 @@ class TextFilter(ABC):
             failed_part[alive[bad & unset]] = part_no
         failing = np.flatnonzero(failed_part >= 0)
         parts = list(batch.part_index)
-        failures = []
-        for i in failing:
-            part = parts[failed_part[i]]
-            value = values[batch.part_index[part][i]]
-            failures.append(Failure(int(i), f"{part}: {self.explain(value)}"))
+        part_of = failed_part[failing]
+        texts = np.stack(list(batch.part_index.values()))[part_of, failing]
+        failures = [
+            Failure(i, f"{parts[p]}: {self.explain(value)}")
+            for i, p, value in zip(failing.tolist(), part_of.tolist(), values[texts].tolist(), strict=True)
+        ]
         self.counts.seen += len(alive)
         self.counts.dropped += len(failures)
         self.counts.kept += len(alive) - len(failures)

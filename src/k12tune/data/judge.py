@@ -4,14 +4,15 @@ A `Judge` parses, converts, measures and filters a batch, and computes each surv
 dedup digest, split and output line. It holds no state across batches, so batches can be judged
 in any process: the pipeline sends `RawBatch`es to worker processes and gets `Verdicts` back in
 order, and only what needs the whole stream (dedup, routing, counting) stays in the main process.
-Both are plain lists, because pickling them is the cost of crossing a process boundary (about
-1.7 us per record for dataclasses, 0.02 us for list elements).
+Both cross a process boundary, so they are built to pickle cheaply: a JSONL batch is a byte
+range of its file (the worker reads and parses it), and the verdicts on surviving records are
+a few arrays and two byte strings, not objects per record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,12 @@ import orjson
 
 from k12tune.config.data import DataConfig
 from k12tune.data.aliases import merged_aliases
+from k12tune.data.batchtext import batch_texts
 from k12tune.data.converters import ConversionError, to_pref, to_sft
 from k12tune.data.dedup import dedup_parts, digest
-from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, build_filters
-from k12tune.data.readers import RawItem, parse_line
+from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
+from k12tune.data.normalize import clean_text
+from k12tune.data.readers import JsonlChunk, RawItem, read_chunk
 from k12tune.data.split import copies, is_val, record_id
 from k12tune.data.unicode_tables import unicode_tables
 from k12tune.records import Origin, PrefRecord, SFTRecord
@@ -31,21 +34,23 @@ STAGE_PARTS: dict[str, tuple[str, ...]] = {
     "sft": ("conversation",),
     "pref": ("prompt", "chosen", "rejected"),
 }
+DIGEST_SIZE = 32
 
 
 @dataclass(slots=True)
 class RawBatch:
-    """Consecutive raw items of one source. `values[i]` is a parsed value, or, where
-    `unparsed[i]`, a JSONL line still to be parsed (parsing is part of the parallel work)."""
+    """Consecutive raw items of one source: a `chunk` of a JSONL file, read and parsed by the
+    process that judges it, or parsed items (JSON arrays, Parquet, hub) as plain lists, which
+    pickle fast (about 1.7 us per record for dataclasses, 0.02 us for list elements)."""
 
     stage: str
     source: str
     weight: float
-    files: list[str]
-    lines: list[int]
-    values: list[Any]
-    errors: list[tuple[str, str] | None]
-    unparsed: list[bool]
+    chunk: JsonlChunk | None = None
+    files: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    errors: list[tuple[str, str] | None] = field(default_factory=list)
 
     @classmethod
     def of(cls, stage: str, source: str, weight: float, items: list[RawItem]) -> RawBatch:
@@ -53,47 +58,56 @@ class RawBatch:
             stage,
             source,
             weight,
+            None,
             [item.origin.file for item in items],
             [item.origin.line for item in items],
             [item.value for item in items],
             [item.error for item in items],
-            [item.unparsed for item in items],
         )
 
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def items(self) -> list[RawItem]:
-        out = []
-        for file, line, value, error, unparsed in zip(
-            self.files, self.lines, self.values, self.errors, self.unparsed, strict=True
-        ):
-            origin = Origin(self.source, file, line)
-            out.append(parse_line(value, origin) if unparsed else RawItem(value, origin, error))
-        return out
+    def items(self) -> tuple[list[RawItem], int]:
+        """The raw items, and how many blank lines were skipped among them."""
+        if self.chunk is not None:
+            return read_chunk(self.chunk, self.source)
+        return [
+            RawItem(value, Origin(self.source, file, line), error)
+            for file, line, value, error in zip(self.files, self.lines, self.values, self.errors, strict=True)
+        ], 0
 
 
 @dataclass(slots=True)
 class Verdicts:
     """A judged batch. `rejects` are (position in the batch, rule, line for rejected.jsonl) in
-    position order. The other lists describe the records that passed every rule, in position
-    order: they still face dedup, which needs the whole stream. `counts` are this batch's."""
+    position order. The other fields describe the records that passed every rule, in position
+    order (they still face dedup, which needs the whole stream): record k's output line (id
+    included) is `lines[line_ends[k-1]:line_ends[k]]`, its digest the k-th 32 bytes of
+    `digests`. `counts` are this batch's."""
 
     stage: str
     source: str
     weight: float
     read: int
+    blank_lines: int
     rejects: list[tuple[int, str, bytes]]
-    positions: list[int]
-    files: list[str]
-    line_numbers: list[int]
-    digests: list[bytes]
-    lines: list[bytes]  # the finished output line, id included
-    langs: list[str]
-    lengths: list[int]  # code points: the conversation (SFT), prompt + longer answer (preference)
-    val: list[bool]
-    copies: list[int]  # training copies for the source weight (0 for val records)
     counts: dict[str, FilterCounts]
+    positions: list[int] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    digests: bytes = b""
+    lines: bytes = b""
+    line_ends: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    is_zh: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # code points: the conversation (SFT), prompt + longer answer (preference)
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    val: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # training copies for the source weight (0 for val records)
+    copies: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def digest_list(self) -> list[bytes]:
+        return [self.digests[i : i + DIGEST_SIZE] for i in range(0, len(self.digests), DIGEST_SIZE)]
+
+    def line(self, k: int) -> bytes:
+        return self.lines[self.line_ends[k - 1] if k else 0 : self.line_ends[k]]
 
 
 def payload(body: dict[str, Any]) -> dict[str, Any]:
@@ -116,22 +130,6 @@ def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any)
     return orjson.dumps(row, default=repr, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
-def part_texts(record: SFTRecord | PrefRecord) -> list[str]:
-    """The texts the cleaning rules judge, each its messages' contents joined with a newline:
-    SFT [conversation] (every turn, system included), preference [prompt, chosen, rejected].
-
-    SFT is judged whole on purpose: Chinese is dense, so a complete question such as
-    "什么是API？" has 7 code points and a per-turn minimum of 8 would drop it, and a Chinese
-    question with a code answer is Chinese teaching data although the answer alone is not."""
-    if isinstance(record, SFTRecord):
-        return ["\n".join(m["content"] for m in record.messages)]
-    return [
-        "\n".join(m["content"] for m in record.prompt),
-        record.chosen[0]["content"],
-        record.rejected[0]["content"],
-    ]
-
-
 class Judge:
     """Judges batches of one stage under one config."""
 
@@ -143,16 +141,18 @@ class Judge:
         self.aliases = merged_aliases(cfg.aliases)
 
     def __call__(self, batch: RawBatch) -> Verdicts:
+        items, blank_lines = batch.items()
         rejects: list[tuple[int, str, bytes]] = []
         records: list[SFTRecord | PrefRecord] = []
         positions: list[int] = []
-        for pos, item in enumerate(batch.items()):
+        for pos, item in enumerate(items):
             if item.error is not None:
                 rule, detail = item.error
                 rejects.append((pos, rule, reject_line(self.stage, item.origin, rule, detail, item.value)))
                 continue
             try:
-                records.append(self.convert(item.value, item.origin, self.aliases))
+                clean = str.strip if item.plain else clean_text
+                records.append(self.convert(item.value, item.origin, self.aliases, clean))
             except ConversionError as exc:
                 line = reject_line(self.stage, item.origin, exc.rule, exc.detail, item.value)
                 rejects.append((pos, exc.rule, line))
@@ -160,9 +160,7 @@ class Judge:
             positions.append(pos)
         filters = build_filters(self.cfg.clean)
         pair_filter = DistinctPairFilter() if self.stage == "pref" else None
-        verdicts = Verdicts(
-            batch.stage, batch.source, batch.weight, len(batch), rejects, *([] for _ in range(9)), {}
-        )
+        verdicts = Verdicts(batch.stage, batch.source, batch.weight, len(items), blank_lines, rejects, {})
         if records:
             self._judge(records, positions, filters, pair_filter, verdicts)
         rejects.sort(key=lambda reject: reject[0])
@@ -171,48 +169,61 @@ class Judge:
             verdicts.counts[pair_filter.name] = pair_filter.counts
         return verdicts
 
+    def _reject(
+        self, out: Verdicts, position: int, record: SFTRecord | PrefRecord, rule: str, detail: str
+    ) -> None:
+        line = reject_line(self.stage, record.origin, rule, detail, payload(record.to_json()))
+        out.rejects.append((position, rule, line))
+
     def _judge(
         self,
         records: list[SFTRecord | PrefRecord],
         positions: list[int],
-        filters: list,
+        filters: list[TextFilter],
         pair_filter: DistinctPairFilter | None,
         out: Verdicts,
     ) -> None:
         n_parts = len(self.parts)
-        view = BatchView.of([text for record in records for text in part_texts(record)], self.parts)
+        texts, layout = batch_texts(records)
+        view = BatchView.of(texts, self.parts)
         for rule in filters:
             for failure in rule.apply(view):
-                record = records[failure.index]
-                line = reject_line(
-                    self.stage, record.origin, rule.name, failure.detail, payload(record.to_json())
-                )
-                out.rejects.append((positions[failure.index], rule.name, line))
+                self._reject(out, positions[failure.index], records[failure.index], rule.name, failure.detail)
         lengths = view.stat("n_chars").reshape(len(records), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
         alive = np.flatnonzero(view.alive).tolist()
-        for i, forms in zip(alive, dedup_parts([records[i] for i in alive]), strict=True):
+        langs = view.lang.tolist()
+        survivors, digests, lines = [], [], []
+        for i, forms in zip(alive, dedup_parts(records, texts, layout, view.alive), strict=True):
             record = records[i]
             if pair_filter is not None and not pair_filter.passes(forms[1], forms[2]):
-                detail = "chosen equals rejected"
-                line = reject_line(
-                    self.stage, record.origin, pair_filter.name, detail, payload(record.to_json())
-                )
-                out.rejects.append((positions[i], pair_filter.name, line))
+                self._reject(out, positions[i], record, pair_filter.name, "chosen equals rejected")
                 continue
             key = digest(forms)
-            record.lang = view.lang[i]
+            record.lang = langs[i]
             record.id = record_id(key)
-            in_val = is_val(key, self.cfg.val_fraction)
-            out.positions.append(positions[i])
-            out.files.append(record.origin.file)
-            out.line_numbers.append(record.origin.line)
-            out.digests.append(key)
-            out.lines.append(orjson.dumps(record.to_json()) + b"\n")
-            out.langs.append(record.lang)
-            out.lengths.append(int(lengths[i]))
-            out.val.append(in_val)
-            out.copies.append(0 if in_val else copies(key, out.weight))
+            survivors.append(i)
+            digests.append(key)
+            lines.append(orjson.dumps(record.to_json()) + b"\n")
+        out.positions = [positions[i] for i in survivors]
+        out.files = [records[i].origin.file for i in survivors]
+        out.line_numbers = [records[i].origin.line for i in survivors]
+        out.digests = b"".join(digests)
+        out.lines = b"".join(lines)
+        out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
+        out.is_zh = view.lang[survivors] == "zh"
+        out.lengths = lengths[survivors]
+        out.val = np.fromiter(
+            (is_val(key, self.cfg.val_fraction) for key in digests), dtype=bool, count=len(digests)
+        )
+        out.copies = np.fromiter(
+            (
+                0 if in_val else copies(key, out.weight)
+                for key, in_val in zip(digests, out.val.tolist(), strict=True)
+            ),
+            dtype=np.int64,
+            count=len(digests),
+        )
 
 
 # Worker processes build one judge per stage at start-up (see `start_worker`).

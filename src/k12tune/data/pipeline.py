@@ -11,15 +11,14 @@ and only their offset, language and length stay in memory until the sampler has 
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import logging
 import os
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice, pairwise
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,7 +31,7 @@ from k12tune.data.dedup import Deduplicator
 from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
 from k12tune.data.judge import RawBatch, Verdicts, judge_batch, payload, reject_line, start_worker
 from k12tune.data.mix import MixedBucketSampler
-from k12tune.data.readers import RawItem, ReadStats, find_data_files, iter_source, local_dir
+from k12tune.data.readers import JsonlChunk, ReadStats, find_data_files, iter_work, local_dir
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import record_id
 from k12tune.manifest import remove_manifest, write_manifest
@@ -54,12 +53,6 @@ def output_names(stage: str) -> tuple[str, str]:
     return f"{stage}_train.jsonl", f"{stage}_val.jsonl"
 
 
-def batched(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 class TrainSpill:
     """Finished training lines on disk, plus what the sampler needs to order them."""
 
@@ -72,17 +65,26 @@ class TrainSpill:
         self.is_zh = array("b")
         self.lengths = array("q")
 
-    def add(self, lines: list[bytes], langs: list[str], lengths: list[int], copies: list[int]) -> None:
-        """Spill `lines`; line i enters the stream `copies[i]` times."""
-        self.handle.write(b"".join(lines))
-        for line, lang, length, n_copies in zip(lines, langs, lengths, copies, strict=True):
-            size, zh = len(line), lang == "zh"
-            for _ in range(n_copies):
-                self.offsets.append(self.offset)
-                self.sizes.append(size)
-                self.is_zh.append(zh)
-                self.lengths.append(length)
-            self.offset += size
+    def add(self, v: Verdicts, train: np.ndarray) -> None:
+        """Spill the lines of `v`'s survivors `train` (ascending indices); survivor k enters the
+        stream `v.copies[k]` times."""
+        if not len(train):
+            return
+        ends = v.line_ends[train]
+        starts = ends - np.diff(v.line_ends, prepend=0)[train]
+        # Consecutive survivors are one slice of `v.lines`.
+        run_starts = np.flatnonzero(np.diff(train, prepend=-2) != 1)
+        run_ends = np.append(run_starts[1:], len(train)) - 1
+        for first, last in zip(starts[run_starts].tolist(), ends[run_ends].tolist(), strict=True):
+            self.handle.write(v.lines[first:last])
+        sizes = ends - starts
+        offsets = self.offset + np.cumsum(sizes) - sizes
+        n_copies = v.copies[train]
+        self.offsets.frombytes(np.repeat(offsets, n_copies).tobytes())
+        self.sizes.frombytes(np.repeat(sizes, n_copies).tobytes())
+        self.is_zh.frombytes(np.repeat(v.is_zh[train], n_copies).astype(np.int8).tobytes())
+        self.lengths.frombytes(np.repeat(v.lengths[train], n_copies).astype(np.int64).tobytes())
+        self.offset += int(sizes.sum())
 
     def sampler(self, cfg: DataConfig) -> MixedBucketSampler:
         langs = np.where(np.frombuffer(self.is_zh, dtype=np.int8) == 1, "zh", "en")
@@ -132,10 +134,15 @@ class StageTally:
     length_hist: list[int] = field(default_factory=lambda: [0] * len(LENGTH_HIST_EDGES))
     rule_counts: dict[str, FilterCounts] = field(default_factory=dict)
 
-    def count_kept(self, source: SourceTally, lang: str, length: int) -> None:
-        source.kept += 1
-        source.lang[lang] += 1
-        self.length_hist[bisect.bisect_right(LENGTH_HIST_EDGES, length) - 1] += 1
+    def count_kept(self, source: SourceTally, is_zh: np.ndarray, lengths: np.ndarray) -> None:
+        source.kept += len(is_zh)
+        n_zh = int(is_zh.sum())
+        for lang, n in (("zh", n_zh), ("en", len(is_zh) - n_zh)):
+            if n:
+                source.lang[lang] += n
+        bins = np.searchsorted(LENGTH_HIST_EDGES, lengths, side="right") - 1
+        for b, n in enumerate(np.bincount(bins, minlength=len(LENGTH_HIST_EDGES)).tolist()):
+            self.length_hist[b] += n
 
 
 def _describe_origin(spec: SourceSpec, raw_dir: str) -> str:
@@ -148,12 +155,58 @@ def _add_counts(total: FilterCounts, part: FilterCounts) -> None:
         setattr(total, name, getattr(total, name) + value)
 
 
+class RejectsWriter:
+    """rejected.jsonl, in stream order. A record dropped for its source weight is written after
+    the other rejects of its batch of `batch_size` records of the source: the order of the
+    pipeline that judged one batch at a time, kept so that the file stays the same whatever
+    the unit of parallel work (JSONL files travel as byte ranges, not batches)."""
+
+    def __init__(self, handle: BinaryIO, batch_size: int) -> None:
+        self.handle, self.batch_size = handle, batch_size
+        self.source: tuple[str, str] | None = None
+        self.first = 0  # index in its source's stream of the next record to arrive
+        self.held: list[bytes] = []  # weight rejects of the batch that ends at `held_until`
+        self.held_until = 0
+
+    def add(
+        self,
+        source: tuple[str, str],
+        read: int,
+        rejects: list[tuple[int, str, bytes]],
+        held: list[tuple[int, bytes]],
+    ) -> None:
+        """The rejects among the next `read` records of `source`: `rejects` (position, rule,
+        line) and `held` (position, line; weight rejects), each in position order."""
+        if source != self.source:
+            self.flush()
+            self.source, self.first = source, 0
+        out: list[bytes] = []
+        written = ((self.first + pos, False, line) for pos, _, line in rejects)
+        weighed = ((self.first + pos, True, line) for pos, line in held)
+        for index, is_held, line in heapq.merge(written, weighed):
+            if self.held and index >= self.held_until:
+                out += self.held
+                self.held = []
+            if not is_held:
+                out.append(line)
+                continue
+            if not self.held:
+                self.held_until = (index // self.batch_size + 1) * self.batch_size
+            self.held.append(line)
+        self.first += read
+        self.handle.write(b"".join(out))
+
+    def flush(self) -> None:
+        self.handle.write(b"".join(self.held))
+        self.held = []
+
+
 class StageWriter:
     """The main-process side of one stage: dedup across the whole stream (first occurrence
     wins), routing of each record to val, train (spilled for the sampler) or the rejects
     file, and all counting. Judged batches must arrive in stream order."""
 
-    def __init__(self, stage: str, cfg: DataConfig, staging: Path, rejects: BinaryIO) -> None:
+    def __init__(self, stage: str, cfg: DataConfig, staging: Path, rejects: RejectsWriter) -> None:
         self.stage, self.cfg, self.staging, self.rejects = stage, cfg, staging, rejects
         self.tally = StageTally()
         rule_names = [rule.name for rule in build_filters(cfg.clean)]
@@ -175,50 +228,43 @@ class StageWriter:
         log.info("%s: source %s has weight 0: not opened", self.stage, spec.name)
         self.tally.skipped.append(spec.name)
 
-    def _late_reject(self, v: Verdicts, k: int, rule: str, detail: str) -> tuple[int, str, bytes]:
+    def _late_reject(self, v: Verdicts, k: int, rule: str, detail: str) -> bytes:
         """A rejection decided here, after judging: rebuilt from the record's output line."""
         origin = Origin(v.source, v.files[k], v.line_numbers[k])
-        record = payload(orjson.loads(v.lines[k]))
-        return v.positions[k], rule, reject_line(self.stage, origin, rule, detail, record)
+        return reject_line(self.stage, origin, rule, detail, payload(orjson.loads(v.line(k))))
 
     def add(self, v: Verdicts) -> None:
         source = self.tally.sources[v.source]
         source.read += v.read
         for name, counts in v.counts.items():
             _add_counts(self.tally.rule_counts[name], counts)
+        keys = v.digest_list()
+        fresh = np.fromiter(map(self.dedup.first_seen, keys), dtype=bool, count=len(keys))
         duplicates = self.tally.rule_counts["duplicate"]
-        survivors, late = [], []
-        for k, key in enumerate(v.digests):
-            if self.dedup.first_seen(key):
-                survivors.append(k)
-            else:
-                detail = f"same normalised text as record {record_id(key)}"
-                late.append(self._late_reject(v, k, "duplicate", detail))
-        duplicates.seen += len(v.digests)
-        duplicates.kept += len(survivors)
-        duplicates.dropped += len(late)
+        duplicates.seen += len(keys)
+        duplicates.kept += int(fresh.sum())
+        duplicates.dropped += len(keys) - int(fresh.sum())
+        late = [
+            (v.positions[k], "duplicate", self._late_reject(v, k, "duplicate", detail))
+            for k in np.flatnonzero(~fresh).tolist()
+            for detail in [f"same normalised text as record {record_id(keys[k])}"]
+        ]
         rejects = list(heapq.merge(v.rejects, late))
-        val, train = [], []
-        for k in survivors:
-            if v.val[k]:
-                val.append(k)
-            elif v.copies[k] == 0:
-                rejects.append(self._late_reject(v, k, "weight", f"not drawn at source weight {v.weight}"))
-                continue
-            else:
-                train.append(k)
-            self.tally.count_kept(source, v.langs[k], v.lengths[k])
-        self.rejects.write(b"".join(line for _, _, line in rejects))
-        source.rejected += len(rejects)
+        val = np.flatnonzero(fresh & v.val)
+        unweighted = np.flatnonzero(fresh & ~v.val & (v.copies == 0))
+        train = np.flatnonzero(fresh & ~v.val & (v.copies > 0))
+        detail = f"not drawn at source weight {v.weight}"
+        held = [(v.positions[k], self._late_reject(v, k, "weight", detail)) for k in unweighted.tolist()]
+        self.rejects.add((self.stage, v.source), v.read, rejects, held)
+        source.rejected += len(rejects) + len(held)
         source.rules.update(rule for _, rule, _ in rejects)
-        self.val_out.write(b"".join(v.lines[k] for k in val))
+        if held:
+            source.rules["weight"] += len(held)
+        kept = np.union1d(val, train)
+        self.tally.count_kept(source, v.is_zh[kept], v.lengths[kept])
+        self.val_out.write(b"".join(v.line(k) for k in val.tolist()))
         self.tally.val_records += len(val)
-        self.spill.add(
-            [v.lines[k] for k in train],
-            [v.langs[k] for k in train],
-            [v.lengths[k] for k in train],
-            [v.copies[k] for k in train],
-        )
+        self.spill.add(v, train)
         self.tally.train_records += len(train)
 
     def finish(self) -> StageTally:
@@ -261,9 +307,11 @@ def _raw_batches(
                 writer.skip_source(spec)
                 continue
             writer.start_source(spec)
-            items = iter_source(spec, cfg.raw_dir, read_stats, parse=False)
-            for batch in batched(items, cfg.batch_size):
-                yield RawBatch.of(stage, spec.name, spec.weight, batch)
+            for work in iter_work(spec, cfg.raw_dir, read_stats, cfg.batch_size):
+                if isinstance(work, JsonlChunk):
+                    yield RawBatch(stage, spec.name, spec.weight, work)
+                else:
+                    yield RawBatch.of(stage, spec.name, spec.weight, work)
 
 
 def stage_report(tally: StageTally) -> dict[str, Any]:
@@ -334,11 +382,14 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
     workers = resolve_workers(cfg)
     log.info("judging batches in %d process%s", workers, "es" if workers > 1 else "")
     with staging_dir(out_dir) as staging:
-        with open(staging / REJECTED, "wb") as rejects:
+        with open(staging / REJECTED, "wb") as rejects_file:
+            rejects = RejectsWriter(rejects_file, cfg.batch_size)
             writers = {stage: StageWriter(stage, cfg, staging, rejects) for stage in STAGES}
             batches = _raw_batches(cfg, writers, read_stats)
             for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
+                read_stats.blank_lines += verdicts.blank_lines
                 writers[verdicts.stage].add(verdicts)
+            rejects.flush()
             for stage, writer in writers.items():
                 report[stage] = stage_report(writer.finish())
                 _warn_on_hints(stage, report[stage])

@@ -55,10 +55,11 @@ def _source_lines(spec: SourceSpec, cfg: DataConfig, judge: Judge, sample_size: 
         total += count
         exact &= is_exact
         verdicts = judge(RawBatch.of(judge.stage, spec.name, spec.weight, items))
-        kept += len(set(verdicts.digests))
+        digests = verdicts.digest_list()
+        kept += len(set(digests))
         sampled += len(items)
         rules.update(rule for _, rule, _ in verdicts.rejects)
-        rules["duplicate"] += len(verdicts.digests) - len(set(verdicts.digests))
+        rules["duplicate"] += len(digests) - len(set(digests))
         lines.append(
             f"    {path} ({path.stat().st_size:,} bytes): {'' if is_exact else '~'}{count:,} records"
         )

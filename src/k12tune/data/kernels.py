@@ -1,0 +1,226 @@
+"""Compiled loops over a batch's code points: the per-character work of the data stage.
+
+numpy needs several full passes and temporaries per statistic (and a sort for 4-grams); these
+loops make one pass each and allocate only their outputs. Every function takes the batch as
+one uint32 code point array `cps` plus int64 `bounds`: text t is `cps[bounds[t]:bounds[t+1]]`.
+Definitions live with their callers (`textstats`, `dedup`); each kernel is tested there
+against a plain-Python reference. Compiled once per machine (`cache=True`: numba keeps the
+machine code next to this file, or in NUMBA_CACHE_DIR), so later processes only load it.
+Imported where a kernel runs, not at module level: numba takes 0.2 s and tens of MiB to import,
+which the pipeline's main process, the dry run and `--help` do not need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_NGRAM = 4
+# Multipliers of the 4-gram hash (odd 64-bit constants from splitmix64 / xxhash).
+_MIX1 = np.uint64(0x9E3779B97F4A7C15)
+_MIX2 = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+@njit(cache=True, nogil=True)
+def letter_counts(
+    cps: np.ndarray, bounds: np.ndarray, cjk: np.ndarray, letters: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: the sums of `cjk[c]` and of `letters[c]` over its code points c."""
+    n_texts = len(bounds) - 1
+    cjk_counts = np.zeros(n_texts, dtype=np.int64)
+    letter_totals = np.zeros(n_texts, dtype=np.int64)
+    for t in range(n_texts):
+        n_cjk = 0
+        n_letters = 0
+        for i in range(bounds[t], bounds[t + 1]):
+            c = cps[i]
+            n_cjk += cjk[c]
+            n_letters += letters[c]
+        cjk_counts[t] = n_cjk
+        letter_totals[t] = n_letters
+    return cjk_counts, letter_totals
+
+
+@njit(cache=True, nogil=True)
+def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """Per selected text: its number of distinct 4-grams (0 for the others).
+
+    An open-addressing hash set per text, O(length): a slot holds the position of the first
+    occurrence of a 4-gram, and a probe compares the four code points themselves, so hash
+    collisions cost time, never exactness. Slots are stamped with their text, so the table
+    is never cleared between texts."""
+    n_texts = len(bounds) - 1
+    counts = np.zeros(n_texts, dtype=np.int64)
+    longest = 0
+    for t in range(n_texts):
+        if selected[t]:
+            longest = max(longest, bounds[t + 1] - bounds[t])
+    size = 16
+    while size < 2 * longest:
+        size *= 2
+    first_at = np.empty(size, dtype=np.int64)
+    owner = np.full(size, -1, dtype=np.int64)
+    for t in range(n_texts):
+        start = bounds[t]
+        n_grams = bounds[t + 1] - start - (_NGRAM - 1)
+        if not selected[t] or n_grams <= 0:
+            continue
+        mask = 16
+        while mask < 2 * n_grams:
+            mask *= 2
+        mask -= 1
+        distinct = 0
+        for i in range(start, start + n_grams):
+            a, b, c, d = cps[i], cps[i + 1], cps[i + 2], cps[i + 3]
+            key = (np.uint64(a) << np.uint64(42)) ^ (np.uint64(b) << np.uint64(21)) ^ np.uint64(c)
+            key = (key * _MIX1) ^ np.uint64(d)
+            key *= _MIX2
+            slot = np.int64(key >> np.uint64(32)) & mask
+            while True:
+                if owner[slot] != t:
+                    owner[slot] = t
+                    first_at[slot] = i
+                    distinct += 1
+                    break
+                j = first_at[slot]
+                if cps[j] == a and cps[j + 1] == b and cps[j + 2] == c and cps[j + 3] == d:
+                    break
+                slot = (slot + 1) & mask
+        counts[t] = distinct
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _put_utf8(out: np.ndarray, at: int, c: int) -> int:
+    if c < 0x80:
+        out[at] = c
+        return at + 1
+    if c < 0x800:
+        out[at] = 0xC0 | (c >> 6)
+        out[at + 1] = 0x80 | (c & 0x3F)
+        return at + 2
+    if c < 0x10000:
+        out[at] = 0xE0 | (c >> 12)
+        out[at + 1] = 0x80 | ((c >> 6) & 0x3F)
+        out[at + 2] = 0x80 | (c & 0x3F)
+        return at + 3
+    out[at] = 0xF0 | (c >> 18)
+    out[at + 1] = 0x80 | ((c >> 12) & 0x3F)
+    out[at + 2] = 0x80 | ((c >> 6) & 0x3F)
+    out[at + 3] = 0x80 | (c & 0x3F)
+    return at + 4
+
+
+@njit(cache=True, nogil=True)
+def dedup_forms_utf8(
+    cps: np.ndarray,
+    content_bounds: np.ndarray,
+    roles: np.ndarray,
+    part_messages: np.ndarray,
+    record_parts: np.ndarray,
+    selected: np.ndarray,
+    role_names: np.ndarray,
+    role_name_bounds: np.ndarray,
+    nfkc: np.ndarray,
+    simple: np.ndarray,
+    space: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The UTF-8 dedup form of every part of every selected record, assuming that its code
+    points are simple.
+
+    Message m is role r = `roles[m]` (named `role_names[role_name_bounds[r]:role_name_bounds[r+1]]`)
+    with content `cps[content_bounds[2m]:content_bounds[2m+1]]`; part p holds messages
+    `part_messages[p]..part_messages[p+1]-1`, record k parts `record_parts[k]..record_parts[k+1]-1`.
+    A part is written as its messages, each as role 0x1F content-form, joined by 0x1E. The
+    content form maps each code point through `nfkc` and collapses white space (`space` of the
+    mapped code point) as `" ".join(s.split())` does. Returns the bytes, the part byte bounds
+    (part p is `out[part_bytes[p]:part_bytes[p+1]]`, empty when its record is not selected),
+    and per record whether it holds a code point that is not simple (the caller must take the
+    `unicodedata` path for it).
+    """
+    n_records = len(record_parts) - 1
+    n_messages = len(roles)
+    capacity = 4 * len(cps) + (role_names.size + 2) * n_messages
+    out = np.empty(capacity, dtype=np.uint8)
+    part_bytes = np.zeros(len(part_messages), dtype=np.int64)
+    not_simple = np.zeros(n_records, dtype=np.bool_)
+    at = 0
+    for k in range(n_records):
+        for p in range(record_parts[k], record_parts[k + 1]):
+            if selected[k]:
+                for m in range(part_messages[p], part_messages[p + 1]):
+                    if m > part_messages[p]:
+                        out[at] = 0x1E
+                        at += 1
+                    r = roles[m]
+                    for i in range(role_name_bounds[r], role_name_bounds[r + 1]):
+                        out[at] = role_names[i]
+                        at += 1
+                    out[at] = 0x1F
+                    at += 1
+                    pending_space = False
+                    written = False
+                    for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
+                        c = cps[i]
+                        if not simple[c]:
+                            not_simple[k] = True
+                        mapped = nfkc[c]
+                        if space[mapped]:
+                            pending_space = written
+                            continue
+                        if pending_space:
+                            out[at] = 0x20
+                            at += 1
+                            pending_space = False
+                        at = _put_utf8(out, at, mapped)
+                        written = True
+            part_bytes[p + 1] = at
+    return out[:at], part_bytes, not_simple
+
+
+@njit(cache=True, nogil=True)
+def plain_lines(data: np.ndarray) -> np.ndarray:
+    """Per b"\\n"-separated line of raw JSON bytes: whether no string in it can decode to a
+    character that `clean_text` removes or rewrites (CR, C0/C1 controls, U+200B..U+200D,
+    U+2060, U+FEFF), so that cleaning its strings is only stripping them.
+
+    A decoded string gets such a character only from an escape (\\r, \\b, \\f, \\uXXXX) or from
+    its UTF-8 bytes (0x7F, C2 80..9F, E2 80 8B..8D, E2 81 A0, EF BB BF): raw control bytes
+    are not valid inside JSON strings. Anything else that looks like one (in a key, after an
+    escaped backslash) only costs the line the full `clean_text`."""
+    n = len(data)
+    n_lines = 1
+    for i in range(n):
+        if data[i] == 0x0A:
+            n_lines += 1
+    plain = np.ones(n_lines, dtype=np.bool_)
+    line = 0
+    i = 0
+    while i < n:
+        b = data[i]
+        if b == 0x0A:
+            line += 1
+        elif b == 0x5C:  # backslash: an escape, whose second byte is never a line end
+            if i + 1 < n and data[i + 1] != 0x0A:
+                e = data[i + 1]
+                if e == 0x72 or e == 0x62 or e == 0x66 or e == 0x75:  # r b f u
+                    plain[line] = False
+                i += 1
+        elif b < 0x20:
+            if b != 0x09 and b != 0x0D:
+                plain[line] = False
+        elif b == 0x7F:
+            plain[line] = False
+        elif b == 0xC2:
+            if i + 1 < n and 0x80 <= data[i + 1] <= 0x9F:
+                plain[line] = False
+        elif b == 0xE2:
+            if i + 2 < n and (
+                (data[i + 1] == 0x80 and 0x8B <= data[i + 2] <= 0x8D)
+                or (data[i + 1] == 0x81 and data[i + 2] == 0xA0)
+            ):
+                plain[line] = False
+        elif b == 0xEF and i + 2 < n and data[i + 1] == 0xBB and data[i + 2] == 0xBF:
+            plain[line] = False
+        i += 1
+    return plain
