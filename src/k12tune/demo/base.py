@@ -22,6 +22,9 @@ def demo_texts(data_proc: Path) -> list[str]:
     return texts
 
 
+def build_demo_base(out_dir: Path, data_proc: Path) -> Path:
+    return build_tiny_base(out_dir, demo_texts(data_proc))
+
+
 if __name__ == "__main__":
-    out, data = Path(sys.argv[1]), Path(sys.argv[2])
-    print(f"tiny Qwen2 base written to {build_tiny_base(out, demo_texts(data))}")
+    print(f"tiny Qwen2 base written to {build_demo_base(Path(sys.argv[1]), Path(sys.argv[2]))}")

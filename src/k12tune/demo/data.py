@@ -212,8 +212,13 @@ def write_demo_eval(eval_dir: Path) -> None:
                 writer.writerows(part)
 
 
+def write_demo_data(raw_dir: Path) -> None:
+    """Everything the demo reads: the training sources and, under `eval/`, the eval copy."""
+    write_demo_raw(raw_dir)
+    write_demo_eval(raw_dir / "eval")
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "demo/data_raw")
-    write_demo_raw(target)
-    write_demo_eval(target / "eval")
+    write_demo_data(target)
     print(f"demo raw data written to {target}/")

@@ -92,16 +92,14 @@ def fresh_root() -> None:
 
 def run_step(step: Step, configs: Path) -> int:
     if step.stage == "demo_data":
-        from k12tune.demo.data import write_demo_eval, write_demo_raw
+        from k12tune.demo.data import write_demo_data
 
-        write_demo_raw(RAW)
-        write_demo_eval(RAW / "eval")
+        write_demo_data(RAW)
         return 0
     if step.stage == "demo_base":
-        from k12tune.demo.base import demo_texts
-        from k12tune.tiny import build_tiny_base
+        from k12tune.demo.base import build_demo_base
 
-        build_tiny_base(BASE, demo_texts(PROC))
+        build_demo_base(BASE, PROC)
         return 0
     if step.stage == "chat":
         from k12tune.chat import main as chat

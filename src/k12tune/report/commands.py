@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from k12tune.cli import STAGES
 from k12tune.report.document import Commands, Section, Text
+from k12tune.stack import ADAPTER_STAGES
 
 SETUP = "bash scripts/setup_env.sh --dry-run false"
-# The stages whose trainer accelerate distributes over GPUs; the others run in one process.
-LAUNCHED = frozenset({"train_sft", "train_orpo", "train_dpo"})
+# The training stages (those that write adapters): accelerate distributes their trainer over
+# GPUs; the others run in one process.
+LAUNCHED = frozenset(ADAPTER_STAGES)
 # train_orpo and train_dpo both write outputs/align by default: the list runs DPO and offers
 # ORPO in its place, since running both into one folder stops the second (README: outputs/align).
 INSTEAD = {"train_orpo": "train_dpo"}
