@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -189,6 +190,10 @@ class RejectsWriter:
         if source != self.source:
             self.flush()
             self.source, self.first = source, 0
+        if not held and not self.held:  # the common case (source weight >= 1): nothing to order
+            self.first += read
+            self.handle.write(b"".join([line for _, _, line in rejects]))
+            return
         out: list[bytes] = []
         written = ((self.first + pos, False, line) for pos, _, line in rejects)
         weighed = ((self.first + pos, True, line) for pos, line in held)
@@ -266,7 +271,7 @@ class StageWriter:
             for k in np.flatnonzero(~fresh).tolist()
             for detail in [f"same normalised text as record {record_id(keys[k])}"]
         ]
-        rejects = list(heapq.merge(v.rejects, late))
+        rejects = sorted([*v.rejects, *late], key=itemgetter(0))  # two sorted runs: one C merge
         val = np.flatnonzero(fresh & v.val)
         unweighted = np.flatnonzero(fresh & ~v.val & (v.copies == 0))
         train = np.flatnonzero(fresh & ~v.val & (v.copies > 0))
