@@ -57,7 +57,8 @@ def output_names(stage: str) -> tuple[str, str]:
 
 class LineFiles:
     """The files into which the judging processes spill finished output lines (one file per
-    process, see `judge.judge_batch`), open here for reading by offset."""
+    process, see `judge.judge_batch`), open here for reading by offset. They live in the
+    staging folder, which goes with them; `close` only releases the descriptors."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -74,10 +75,10 @@ class LineFiles:
     def read(self, file_no: int, offset: int, size: int) -> bytes:
         return os.pread(self.fds[file_no], size, offset)
 
-    def remove(self) -> None:
-        for fd, path in zip(self.fds, self.paths, strict=True):
+    def close(self) -> None:
+        for fd in self.fds:
             os.close(fd)
-            os.unlink(path)
+        self.fds = []
 
 
 class TrainSpill:
@@ -412,16 +413,18 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
         with open(staging / REJECTED, "wb") as rejects_file:
             rejects = RejectsWriter(rejects_file, cfg.batch_size)
             files = LineFiles()
-            writers = {stage: StageWriter(stage, cfg, staging, rejects, files) for stage in STAGES}
-            batches = _raw_batches(cfg, writers, read_stats, staging)
-            for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
-                read_stats.blank_lines += verdicts.blank_lines
-                writers[verdicts.stage].add(verdicts)
-            rejects.flush()
-            for stage, writer in writers.items():
-                report[stage] = stage_report(writer.finish())
-                _warn_on_hints(stage, report[stage])
-            files.remove()
+            try:
+                writers = {stage: StageWriter(stage, cfg, staging, rejects, files) for stage in STAGES}
+                batches = _raw_batches(cfg, writers, read_stats, staging)
+                for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
+                    read_stats.blank_lines += verdicts.blank_lines
+                    writers[verdicts.stage].add(verdicts)
+                rejects.flush()
+                for stage, writer in writers.items():
+                    report[stage] = stage_report(writer.finish())
+                    _warn_on_hints(stage, report[stage])
+            finally:
+                files.close()
         report["inputs"] = {"blank_lines": read_stats.blank_lines, "empty_files": read_stats.empty_files}
         report_bytes = orjson.dumps(report, option=orjson.OPT_INDENT_2)
         atomic_write_bytes(staging / REPORT, report_bytes)
