@@ -222,26 +222,17 @@ class Judge:
             record.id = record_id(key)
             survivors.append(i)
             digests.append(key)
-            lines.append(orjson.dumps(record.to_json()) + b"\n")
+            lines.append(orjson.dumps(record.to_json()))
         out.positions = [positions[i] for i in survivors]
         out.files = [records[i].origin.file for i in survivors]
         out.line_numbers = [records[i].origin.line for i in survivors]
         out.digests = b"".join(digests)
-        out.lines = b"".join(lines)
-        out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
+        out.lines = b"\n".join([*lines, b""]) if lines else b""  # each line ends with "\n"
+        out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
         out.is_zh = view.lang[survivors] == "zh"
         out.lengths = lengths[survivors]
-        out.val = np.fromiter(
-            (is_val(key, self.cfg.val_fraction) for key in digests), dtype=bool, count=len(digests)
-        )
-        out.copies = np.fromiter(
-            (
-                0 if in_val else copies(key, out.weight)
-                for key, in_val in zip(digests, out.val.tolist(), strict=True)
-            ),
-            dtype=np.int64,
-            count=len(digests),
-        )
+        out.val = is_val(out.digests, self.cfg.val_fraction)
+        out.copies = np.where(out.val, 0, copies(out.digests, out.weight))
 
 
 # Worker processes build one judge per stage at start-up (see `start_worker`).
