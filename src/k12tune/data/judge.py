@@ -6,7 +6,8 @@ in any process: the pipeline sends `RawBatch`es to worker processes and gets `Ve
 order, and only what needs the whole stream (dedup, routing, counting) stays in the main process.
 Both cross a process boundary, so they are built to pickle cheaply: a JSONL batch is a byte
 range of its file (the worker reads and parses it), and the verdicts on surviving records are
-a few arrays and two byte strings, not objects per record.
+a few arrays and a blob of digests, not objects per record; their output lines stay on disk
+(`Verdicts.spill_lines`).
 """
 
 from __future__ import annotations
