@@ -97,13 +97,21 @@ def test_split_and_weights_are_fixed_by_the_digest() -> None:
     import hashlib
 
     digests = [hashlib.sha256(str(i).encode()).digest() for i in range(20_000)]
-    val = sum(is_val(d, 0.1) for d in digests)
-    assert 1800 < val < 2200  # 10% within 5 standard deviations
-    assert [is_val(d, 0.1) for d in digests[:50]] == [is_val(d, 0.1) for d in digests[:50]]
-    assert {copies(d, 1.0) for d in digests} == {1}
-    assert {copies(d, 2.0) for d in digests} == {2}
-    assert {copies(d, 0.0) for d in digests} == {0}
-    half = sum(copies(d, 0.5) for d in digests)
+    blob = b"".join(digests)
+    val = is_val(blob, 0.1)
+    assert 1800 < val.sum() < 2200  # 10% within 5 standard deviations
+    # The definition, one digest at a time: bytes 0..7 (val) and 8..15 (copies) as a fraction.
+    unit = [(int.from_bytes(d[:8], "big") / 2**64, int.from_bytes(d[8:16], "big") / 2**64) for d in digests]
+    assert val.tolist() == [u < 0.1 for u, _ in unit]
+    assert copies(blob, 2.5).tolist() == [2 + (u < 0.5) for _, u in unit]
+    assert set(copies(blob, 1.0).tolist()) == {1}
+    assert set(copies(blob, 2.0).tolist()) == {2}
+    assert set(copies(blob, 0.0).tolist()) == {0}
+    half = copies(blob, 0.5).sum()
     assert 9700 < half < 10300
-    assert {copies(d, 2.5) for d in digests} == {2, 3}
+    # Digests whose leading bytes are at the edges of the double's precision.
+    edges = [bytes([0xFF] * 8 + [0x80] + [0] * 23), bytes([0] * 7 + [1] + [0xFF] * 24), bytes(32)]
+    for d in edges:
+        assert is_val(d, 0.5).tolist() == [int.from_bytes(d[:8], "big") / 2**64 < 0.5]
+        assert copies(d, 0.5).tolist() == [int(int.from_bytes(d[8:16], "big") / 2**64 < 0.5)]
     assert record_id(digests[0]) == digests[0][:12].hex()

@@ -6,11 +6,13 @@ in any process: the pipeline sends `RawBatch`es to worker processes and gets `Ve
 order, and only what needs the whole stream (dedup, routing, counting) stays in the main process.
 Both cross a process boundary, so they are built to pickle cheaply: a JSONL batch is a byte
 range of its file (the worker reads and parses it), and the verdicts on surviving records are
-a few arrays and two byte strings, not objects per record.
+a few arrays and a blob of digests, not objects per record; their output lines stay on disk
+(`Verdicts.spill_lines`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +53,7 @@ class RawBatch:
     lines: list[int] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
     errors: list[tuple[str, str] | None] = field(default_factory=list)
+    spill_dir: str | None = None  # where `judge_batch` spills the output lines (see `Verdicts`)
 
     @classmethod
     def of(cls, stage: str, source: str, weight: float, items: list[RawItem]) -> RawBatch:
@@ -80,8 +83,9 @@ class Verdicts:
     """A judged batch. `rejects` are (position in the batch, rule, line for rejected.jsonl) in
     position order. The other fields describe the records that passed every rule, in position
     order (they still face dedup, which needs the whole stream): record k's output line (id
-    included) is `lines[line_ends[k-1]:line_ends[k]]`, its digest the k-th 32 bytes of
-    `digests`. `counts` are this batch's."""
+    included) is `lines[line_starts()[k]:line_ends[k]]`, or with `spill`, those bytes after
+    `spill_offset` of the file `spill`; its digest is the k-th 32 bytes of `digests`. `counts`
+    are this batch's."""
 
     stage: str
     source: str
@@ -102,12 +106,27 @@ class Verdicts:
     val: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # training copies for the source weight (0 for val records)
     copies: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    spill: str = ""
+    spill_offset: int = 0
 
     def digest_list(self) -> list[bytes]:
         return [self.digests[i : i + DIGEST_SIZE] for i in range(0, len(self.digests), DIGEST_SIZE)]
 
-    def line(self, k: int) -> bytes:
-        return self.lines[self.line_ends[k - 1] if k else 0 : self.line_ends[k]]
+    def line_sizes(self) -> np.ndarray:
+        return np.diff(self.line_ends, prepend=0)
+
+    def line_starts(self) -> np.ndarray:
+        return self.line_ends - self.line_sizes()
+
+    def spill_lines(self, folder: str) -> None:
+        """Move `lines` to the end of this process's spill file in `folder`: the main process
+        reads back only the lines it keeps, once, instead of receiving every line through a
+        pipe (pickled, copied twice by the kernel, unpickled)."""
+        self.spill = os.path.join(folder, f".lines-{os.getpid()}")
+        with open(self.spill, "ab") as handle:
+            self.spill_offset = handle.tell()
+            handle.write(self.lines)
+        self.lines = b""
 
 
 def payload(body: dict[str, Any]) -> dict[str, Any]:
@@ -204,26 +223,17 @@ class Judge:
             record.id = record_id(key)
             survivors.append(i)
             digests.append(key)
-            lines.append(orjson.dumps(record.to_json()) + b"\n")
+            lines.append(orjson.dumps(record.to_json()))
         out.positions = [positions[i] for i in survivors]
         out.files = [records[i].origin.file for i in survivors]
         out.line_numbers = [records[i].origin.line for i in survivors]
         out.digests = b"".join(digests)
-        out.lines = b"".join(lines)
-        out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)))
+        out.lines = b"\n".join([*lines, b""]) if lines else b""  # each line ends with "\n"
+        out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
         out.is_zh = view.lang[survivors] == "zh"
         out.lengths = lengths[survivors]
-        out.val = np.fromiter(
-            (is_val(key, self.cfg.val_fraction) for key in digests), dtype=bool, count=len(digests)
-        )
-        out.copies = np.fromiter(
-            (
-                0 if in_val else copies(key, out.weight)
-                for key, in_val in zip(digests, out.val.tolist(), strict=True)
-            ),
-            dtype=np.int64,
-            count=len(digests),
-        )
+        out.val = is_val(out.digests, self.cfg.val_fraction)
+        out.copies = np.where(out.val, 0, copies(out.digests, out.weight))
 
 
 # Worker processes build one judge per stage at start-up (see `start_worker`).
@@ -238,4 +248,7 @@ def start_worker(cfg: DataConfig) -> None:
 
 
 def judge_batch(batch: RawBatch) -> Verdicts:
-    return _JUDGES[batch.stage](batch)
+    verdicts = _JUDGES[batch.stage](batch)
+    if batch.spill_dir is not None:
+        verdicts.spill_lines(batch.spill_dir)
+    return verdicts

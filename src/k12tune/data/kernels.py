@@ -178,26 +178,31 @@ def dedup_forms_utf8(
     return out[:at], part_bytes, not_simple
 
 
+# Bytes that `plain_lines` must look at: line ends, escapes, controls, DEL and the lead bytes of
+# the UTF-8 forms it looks for. Most bytes of a line are none of these.
+_NOTABLE = np.zeros(256, dtype=np.bool_)
+_NOTABLE[[*range(0x20), 0x5C, 0x7F, 0xC2, 0xE2, 0xEF]] = True
+
+
 @njit(cache=True, nogil=True)
-def plain_lines(data: np.ndarray) -> np.ndarray:
-    """Per b"\\n"-separated line of raw JSON bytes: whether no string in it can decode to a
-    character that `clean_text` removes or rewrites (CR, C0/C1 controls, U+200B..U+200D,
-    U+2060, U+FEFF), so that cleaning its strings is only stripping them.
+def plain_lines(data: np.ndarray, n_lines: int) -> np.ndarray:
+    """Per b"\\n"-separated line of raw JSON bytes (`n_lines` of them): whether no string in
+    it can decode to a character that `clean_text` removes or rewrites (CR, C0/C1 controls,
+    U+200B..U+200D, U+2060, U+FEFF), so that cleaning its strings is only stripping them.
 
     A decoded string gets such a character only from an escape (\\r, \\b, \\f, \\uXXXX) or from
     its UTF-8 bytes (0x7F, C2 80..9F, E2 80 8B..8D, E2 81 A0, EF BB BF): raw control bytes
     are not valid inside JSON strings. Anything else that looks like one (in a key, after an
     escaped backslash) only costs the line the full `clean_text`."""
     n = len(data)
-    n_lines = 1
-    for i in range(n):
-        if data[i] == 0x0A:
-            n_lines += 1
     plain = np.ones(n_lines, dtype=np.bool_)
     line = 0
     i = 0
     while i < n:
         b = data[i]
+        if not _NOTABLE[b]:
+            i += 1
+            continue
         if b == 0x0A:
             line += 1
         elif b == 0x5C:  # backslash: an escape, whose second byte is never a line end
@@ -220,7 +225,7 @@ def plain_lines(data: np.ndarray) -> np.ndarray:
                 or (data[i + 1] == 0x81 and data[i + 2] == 0xA0)
             ):
                 plain[line] = False
-        elif b == 0xEF and i + 2 < n and data[i + 1] == 0xBB and data[i + 2] == 0xBF:
+        elif i + 2 < n and data[i + 1] == 0xBB and data[i + 2] == 0xBF:  # b == 0xEF
             plain[line] = False
         i += 1
     return plain

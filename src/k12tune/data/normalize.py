@@ -27,5 +27,8 @@ def clean_text(text: str) -> str:
 
 
 def dedup_form(text: str) -> str:
-    """NFKC, then every run of white space (any Unicode space, newlines) -> one ASCII space."""
+    """NFKC, then every run of white space (any Unicode space, newlines) -> one ASCII space.
+
+    The definition; `dedup` computes it for a whole batch by table lookup, and calls this only
+    for texts holding a code point the tables cannot map alone."""
     return " ".join(unicodedata.normalize("NFKC", text).split())

@@ -5,8 +5,9 @@ Every record read ends in exactly one place: `<stage>_train.jsonl`, `<stage>_val
 read = kept + rejected per stage. Outputs are staged and published atomically, manifest last.
 
 Memory stays bounded whatever the input size: records stream through in batches; dedup keeps a
-32-byte digest per kept record; kept training records are spilled to disk as finished JSON lines
-and only their offset, language and length stay in memory until the sampler has ordered them.
+32-byte digest per kept record; the judging processes spill every surviving record to disk as
+a finished JSON line (so that lines never travel back through a pipe), and only the offset,
+language and length of each training line stay in memory until the sampler has ordered them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import os
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,44 +50,62 @@ LENGTH_HIST_EDGES: tuple[int, ...] = (0, 64, 128, 256, 512, 1024, 2048, 4096)
 LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "datasets")
 # Below this much local input, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 << 20
+# The training file is copied from the spill files in windows of this many lines, by this many
+# threads at most.
+_WINDOW = 8192
+_COPIERS = 4
 
 
 def output_names(stage: str) -> tuple[str, str]:
     return f"{stage}_train.jsonl", f"{stage}_val.jsonl"
 
 
-class TrainSpill:
-    """Finished training lines on disk, plus what the sampler needs to order them."""
+class LineFiles:
+    """The files into which the judging processes spill finished output lines (one file per
+    process, see `judge.judge_batch`), open here for reading by offset. They live in the
+    staging folder, which goes with them; `close` only releases the descriptors."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.handle = open(path, "wb")  # noqa: SIM115 - closed in write_in_order
-        self.offset = 0
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.fds: list[int] = []
+        self._numbers: dict[str, int] = {}
+
+    def number(self, path: str) -> int:
+        if path not in self._numbers:
+            self._numbers[path] = len(self.paths)
+            self.paths.append(path)
+            self.fds.append(os.open(path, os.O_RDONLY))
+        return self._numbers[path]
+
+    def read(self, file_no: int, offset: int, size: int) -> bytes:
+        return os.pread(self.fds[file_no], size, offset)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+class TrainSpill:
+    """Where each training line lies in the spill files, and what the sampler needs to order
+    the lines. The lines themselves stay on disk until they are written in order."""
+
+    def __init__(self, files: LineFiles) -> None:
+        self.files = files
+        self.file_nos = array("h")
         self.offsets = array("q")
         self.sizes = array("q")
         self.is_zh = array("b")
         self.lengths = array("q")
 
-    def add(self, v: Verdicts, train: np.ndarray) -> None:
-        """Spill the lines of `v`'s survivors `train` (ascending indices); survivor k enters the
-        stream `v.copies[k]` times."""
-        if not len(train):
-            return
-        ends = v.line_ends[train]
-        starts = ends - np.diff(v.line_ends, prepend=0)[train]
-        # Consecutive survivors are one slice of `v.lines`.
-        run_starts = np.flatnonzero(np.diff(train, prepend=-2) != 1)
-        run_ends = np.append(run_starts[1:], len(train)) - 1
-        for first, last in zip(starts[run_starts].tolist(), ends[run_ends].tolist(), strict=True):
-            self.handle.write(v.lines[first:last])
-        sizes = ends - starts
-        offsets = self.offset + np.cumsum(sizes) - sizes
+    def add(self, v: Verdicts, file_no: int, train: np.ndarray) -> None:
+        """Add `v`'s survivors `train` (indices); survivor k enters the stream `v.copies[k]` times."""
         n_copies = v.copies[train]
-        self.offsets.frombytes(np.repeat(offsets, n_copies).tobytes())
-        self.sizes.frombytes(np.repeat(sizes, n_copies).tobytes())
+        self.file_nos.frombytes(np.full(int(n_copies.sum()), file_no, dtype=np.int16).tobytes())
+        self.offsets.frombytes(np.repeat(v.spill_offset + v.line_starts()[train], n_copies).tobytes())
+        self.sizes.frombytes(np.repeat(v.line_sizes()[train], n_copies).tobytes())
         self.is_zh.frombytes(np.repeat(v.is_zh[train], n_copies).astype(np.int8).tobytes())
         self.lengths.frombytes(np.repeat(v.lengths[train], n_copies).astype(np.int64).tobytes())
-        self.offset += int(sizes.sum())
 
     def sampler(self, cfg: DataConfig) -> MixedBucketSampler:
         langs = np.where(np.frombuffer(self.is_zh, dtype=np.int8) == 1, "zh", "en")
@@ -98,17 +119,31 @@ class TrainSpill:
         )
 
     def write_in_order(self, out_path: Path, order: np.ndarray) -> int:
-        """Write the spilled lines in `order`; returns the number of lines written."""
-        self.handle.close()
+        """Write the spilled lines in `order`; returns the number of lines written.
+
+        pread, not mmap: a mapped spill file would count as resident memory for its size.
+        Each window of lines goes to its place in the file (pwrite at the sum of the sizes
+        before it), so a few threads can copy windows at once: the system calls, where the
+        time goes, release the GIL."""
+        sizes = np.frombuffer(self.sizes, dtype=np.int64)[order]
+        ends = np.cumsum(sizes)
+        file_nos = np.frombuffer(self.file_nos, dtype=np.int16)[order]
+        offsets = np.frombuffer(self.offsets, dtype=np.int64)[order]
+        fds = self.files.fds
         with open(out_path, "wb") as out:
-            if self.offset == 0:
-                return 0
-            # pread, not mmap: a mapped spill file would count as resident memory for its size.
-            with open(self.path, "rb") as spill:
-                fd, offsets, sizes = spill.fileno(), self.offsets, self.sizes
-                for idx in order.tolist():
-                    out.write(os.pread(fd, sizes[idx], offsets[idx]))
-        self.path.unlink()
+            out_fd = out.fileno()
+
+            def copy(start: int) -> None:
+                window = slice(start, start + _WINDOW)
+                where = zip(
+                    file_nos[window].tolist(), offsets[window].tolist(), sizes[window].tolist(), strict=True
+                )
+                lines = b"".join([os.pread(fds[file_no], size, offset) for file_no, offset, size in where])
+                os.pwrite(out_fd, lines, int(ends[start] - sizes[start]))
+
+            with ThreadPoolExecutor(min(_COPIERS, available_cpus())) as copiers:
+                for _ in copiers.map(copy, range(0, len(order), _WINDOW)):
+                    pass
         return len(order)
 
 
@@ -180,6 +215,10 @@ class RejectsWriter:
         if source != self.source:
             self.flush()
             self.source, self.first = source, 0
+        if not held and not self.held:  # the common case (source weight >= 1): nothing to order
+            self.first += read
+            self.handle.write(b"".join([line for _, _, line in rejects]))
+            return
         out: list[bytes] = []
         written = ((self.first + pos, False, line) for pos, _, line in rejects)
         weighed = ((self.first + pos, True, line) for pos, line in held)
@@ -206,8 +245,10 @@ class StageWriter:
     wins), routing of each record to val, train (spilled for the sampler) or the rejects
     file, and all counting. Judged batches must arrive in stream order."""
 
-    def __init__(self, stage: str, cfg: DataConfig, staging: Path, rejects: RejectsWriter) -> None:
-        self.stage, self.cfg, self.staging, self.rejects = stage, cfg, staging, rejects
+    def __init__(
+        self, stage: str, cfg: DataConfig, staging: Path, rejects: RejectsWriter, files: LineFiles
+    ) -> None:
+        self.stage, self.cfg, self.staging, self.rejects, self.files = stage, cfg, staging, rejects, files
         self.tally = StageTally()
         rule_names = [rule.name for rule in build_filters(cfg.clean)]
         if stage == "pref":
@@ -217,7 +258,7 @@ class StageWriter:
         train_name, val_name = output_names(stage)
         self.train_path = staging / train_name
         self.val_out = open(staging / val_name, "wb")  # noqa: SIM115 - closed in finish
-        self.spill = TrainSpill(staging / f".{stage}_spill.jsonl")
+        self.spill = TrainSpill(files)
 
     def start_source(self, spec: SourceSpec) -> None:
         origin = _describe_origin(spec, self.cfg.raw_dir)
@@ -228,13 +269,19 @@ class StageWriter:
         log.info("%s: source %s has weight 0: not opened", self.stage, spec.name)
         self.tally.skipped.append(spec.name)
 
-    def _late_reject(self, v: Verdicts, k: int, rule: str, detail: str) -> bytes:
+    def _late_reject(self, v: Verdicts, line: bytes, k: int, rule: str, detail: str) -> bytes:
         """A rejection decided here, after judging: rebuilt from the record's output line."""
         origin = Origin(v.source, v.files[k], v.line_numbers[k])
-        return reject_line(self.stage, origin, rule, detail, payload(orjson.loads(v.line(k))))
+        return reject_line(self.stage, origin, rule, detail, payload(orjson.loads(line)))
 
     def add(self, v: Verdicts) -> None:
         source = self.tally.sources[v.source]
+        file_no = self.files.number(v.spill)
+        starts, sizes = (v.spill_offset + v.line_starts()).tolist(), v.line_sizes().tolist()
+
+        def line(k: int) -> bytes:
+            return self.files.read(file_no, starts[k], sizes[k])
+
         source.read += v.read
         for name, counts in v.counts.items():
             _add_counts(self.tally.rule_counts[name], counts)
@@ -245,16 +292,18 @@ class StageWriter:
         duplicates.kept += int(fresh.sum())
         duplicates.dropped += len(keys) - int(fresh.sum())
         late = [
-            (v.positions[k], "duplicate", self._late_reject(v, k, "duplicate", detail))
+            (v.positions[k], "duplicate", self._late_reject(v, line(k), k, "duplicate", detail))
             for k in np.flatnonzero(~fresh).tolist()
             for detail in [f"same normalised text as record {record_id(keys[k])}"]
         ]
-        rejects = list(heapq.merge(v.rejects, late))
+        rejects = sorted([*v.rejects, *late], key=itemgetter(0))  # two sorted runs: one C merge
         val = np.flatnonzero(fresh & v.val)
         unweighted = np.flatnonzero(fresh & ~v.val & (v.copies == 0))
         train = np.flatnonzero(fresh & ~v.val & (v.copies > 0))
         detail = f"not drawn at source weight {v.weight}"
-        held = [(v.positions[k], self._late_reject(v, k, "weight", detail)) for k in unweighted.tolist()]
+        held = [
+            (v.positions[k], self._late_reject(v, line(k), k, "weight", detail)) for k in unweighted.tolist()
+        ]
         self.rejects.add((self.stage, v.source), v.read, rejects, held)
         source.rejected += len(rejects) + len(held)
         source.rules.update(rule for _, rule, _ in rejects)
@@ -262,9 +311,9 @@ class StageWriter:
             source.rules["weight"] += len(held)
         kept = np.union1d(val, train)
         self.tally.count_kept(source, v.is_zh[kept], v.lengths[kept])
-        self.val_out.write(b"".join(v.line(k) for k in val.tolist()))
+        self.val_out.write(b"".join(line(k) for k in val.tolist()))
         self.tally.val_records += len(val)
-        self.spill.add(v, train)
+        self.spill.add(v, file_no, train)
         self.tally.train_records += len(train)
 
     def finish(self) -> StageTally:
@@ -299,7 +348,7 @@ def resolve_workers(cfg: DataConfig) -> int:
 
 
 def _raw_batches(
-    cfg: DataConfig, writers: dict[str, StageWriter], read_stats: ReadStats
+    cfg: DataConfig, writers: dict[str, StageWriter], read_stats: ReadStats, spill_dir: Path
 ) -> Iterator[RawBatch]:
     for stage, writer in writers.items():
         for spec in _stage_specs(cfg, stage):
@@ -308,10 +357,13 @@ def _raw_batches(
                 continue
             writer.start_source(spec)
             for work in iter_work(spec, cfg.raw_dir, read_stats, cfg.batch_size):
-                if isinstance(work, JsonlChunk):
-                    yield RawBatch(stage, spec.name, spec.weight, work)
-                else:
-                    yield RawBatch.of(stage, spec.name, spec.weight, work)
+                batch = (
+                    RawBatch(stage, spec.name, spec.weight, work)
+                    if isinstance(work, JsonlChunk)
+                    else RawBatch.of(stage, spec.name, spec.weight, work)
+                )
+                batch.spill_dir = str(spill_dir)
+                yield batch
 
 
 def stage_report(tally: StageTally) -> dict[str, Any]:
@@ -384,15 +436,19 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
     with staging_dir(out_dir) as staging:
         with open(staging / REJECTED, "wb") as rejects_file:
             rejects = RejectsWriter(rejects_file, cfg.batch_size)
-            writers = {stage: StageWriter(stage, cfg, staging, rejects) for stage in STAGES}
-            batches = _raw_batches(cfg, writers, read_stats)
-            for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
-                read_stats.blank_lines += verdicts.blank_lines
-                writers[verdicts.stage].add(verdicts)
-            rejects.flush()
-            for stage, writer in writers.items():
-                report[stage] = stage_report(writer.finish())
-                _warn_on_hints(stage, report[stage])
+            files = LineFiles()
+            try:
+                writers = {stage: StageWriter(stage, cfg, staging, rejects, files) for stage in STAGES}
+                batches = _raw_batches(cfg, writers, read_stats, staging)
+                for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
+                    read_stats.blank_lines += verdicts.blank_lines
+                    writers[verdicts.stage].add(verdicts)
+                rejects.flush()
+                for stage, writer in writers.items():
+                    report[stage] = stage_report(writer.finish())
+                    _warn_on_hints(stage, report[stage])
+            finally:
+                files.close()
         report["inputs"] = {"blank_lines": read_stats.blank_lines, "empty_files": read_stats.empty_files}
         report_bytes = orjson.dumps(report, option=orjson.OPT_INDENT_2)
         atomic_write_bytes(staging / REPORT, report_bytes)

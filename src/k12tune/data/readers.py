@@ -150,7 +150,7 @@ def read_chunk(chunk: JsonlChunk, source: str) -> tuple[list[RawItem], int]:
         handle.seek(chunk.start)
         data = handle.read(chunk.end - chunk.start)
     lines = data.split(b"\n")
-    plain = kernels.plain_lines(np.frombuffer(data, dtype=np.uint8)).tolist()
+    plain = kernels.plain_lines(np.frombuffer(data, dtype=np.uint8), len(lines)).tolist()
     items = []
     blank = 0
     last = len(lines) - 1  # empty, or the file's last line when it has no newline

@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 _SCALE = float(1 << 64)
 
 
-def _unit(digest: bytes, start: int) -> float:
-    return int.from_bytes(digest[start : start + 8], "big") / _SCALE
+def _units(digests: bytes, start: int) -> np.ndarray:
+    """For each 32-byte digest in `digests`: bytes start..start+7, big-endian, as a number in
+    [0, 1) (the same double as `int.from_bytes(...) / 2**64`: both round the integer to the
+    nearest double, and the division by a power of two is exact)."""
+    words = np.frombuffer(digests, dtype=">u8").reshape(-1, 4)[:, start // 8]
+    return words.astype(np.float64) / _SCALE
 
 
-def is_val(digest: bytes, val_fraction: float) -> bool:
-    """Bytes 0..7 of the digest as a number in [0, 1): val when it is below `val_fraction`."""
-    return _unit(digest, 0) < val_fraction
+def is_val(digests: bytes, val_fraction: float) -> np.ndarray:
+    """Per digest: bytes 0..7 as a number in [0, 1); val when it is below `val_fraction`."""
+    return _units(digests, 0) < val_fraction
 
 
-def copies(digest: bytes, weight: float) -> int:
-    """How many times a training record enters the training stream for a source `weight`:
-    floor(weight), plus one more with probability frac(weight), decided by digest bytes 8..15.
-    So weight 1 keeps every record once, 0.5 keeps a fixed half, 2.5 gives 2 or 3 copies."""
+def copies(digests: bytes, weight: float) -> np.ndarray:
+    """Per digest, how many times a training record enters the training stream for a source
+    `weight`: floor(weight), plus one more with probability frac(weight), decided by digest
+    bytes 8..15. So weight 1 keeps every record once, 0.5 keeps a fixed half, 2.5 gives 2 or 3
+    copies."""
     whole = math.floor(weight)
-    return whole + (1 if _unit(digest, 8) < weight - whole else 0)
+    return whole + (_units(digests, 8) < weight - whole).astype(np.int64)
 
 
 def record_id(digest: bytes) -> str:

@@ -1,5 +1,6 @@
 """Per-text statistics that the cleaning rules compare with their thresholds, computed for a
-whole batch of texts at once with numpy (no per-character Python work).
+whole batch of texts at once: one code point array per batch (`Texts`), read by compiled loops
+(`kernels`), so there is no per-character Python work.
 
 Definitions (the filters and the report use exactly these):
 
