@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from k12tune.config.loader import StrictModel
 
@@ -56,6 +56,21 @@ class TrainSettings(StrictModel):
     gradient_checkpointing: bool = Field(
         default=True, description="Recompute activations in backward: far less memory, ~30% slower."
     )
+    activation_offload: bool = Field(
+        default=False,
+        description="With gradient_checkpointing: keep each layer's checkpointed input in pinned CPU "
+        "memory until backward needs it (GPU memory for activations then barely grows with the "
+        "number of layers; costs PCIe copies that overlap with compute).",
+    )
+    liger_kernels: bool = Field(
+        default=False,
+        description="Liger-Kernel's Triton RMSNorm, RoPE and SwiGLU (needs a CUDA GPU and the "
+        "liger-kernel package). The loss is already chunked: TRL's fused LM head never builds the "
+        "full logits.",
+    )
+    torch_compile: bool = Field(
+        default=False, description="torch.compile the model (the first steps pay the compilation)."
+    )
     bf16: Literal["auto", "true", "false"] = Field(
         default="auto", description="bf16 mixed precision; auto: when the GPU supports it."
     )
@@ -72,6 +87,15 @@ class TrainSettings(StrictModel):
         default_factory=lambda: ["tensorboard"], description="Experiment trackers (wandb needs its package)."
     )
     seed: int = Field(default=42, description="Seed of data order, dropout and adapter init.")
+
+    @model_validator(mode="after")
+    def _offload_needs_checkpointing(self) -> TrainSettings:
+        if self.activation_offload and not self.gradient_checkpointing:
+            raise ValueError(
+                "activation_offload: true needs gradient_checkpointing: true (without checkpointing "
+                "every activation would cross to the CPU and back at every step)"
+            )
+        return self
 
     @field_validator("max_steps")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 from k12tune.config.train import LoraSettings, ModelConfig, TrainSettings
 from k12tune.errors import ConfigError
 from k12tune.tiny import PAD_TOKEN
+from k12tune.train.speed import check_speed, prepare_model
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,21 @@ def pretrained_kwargs(cfg: ModelConfig, dtype: Any) -> dict[str, Any]:
     return kwargs
 
 
-def load_base(cfg: ModelConfig, *, bf16: bool, gradient_checkpointing: bool) -> Any:
-    """The base model for training: bf16 (or fp32 on CPU), or NF4 prepared for k-bit training."""
+def load_base(cfg: ModelConfig, train: TrainSettings, *, bf16: bool) -> Any:
+    """The base model for training: bf16 (or fp32 on CPU), or NF4 prepared for k-bit training,
+    with the kernels `train` asks for patched in (before PEFT wraps it)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_speed(train)
     kwargs = pretrained_kwargs(cfg, torch.bfloat16 if bf16 else torch.float32)
     model = AutoModelForCausalLM.from_pretrained(cfg.base, **kwargs)
     if cfg.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        checkpointing = train.gradient_checkpointing
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    prepare_model(model, train)
     return model
 
 

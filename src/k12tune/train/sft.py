@@ -20,6 +20,7 @@ from k12tune.config.sft import SFTConfig
 from k12tune.train.model import load_base, load_tokenizer, lora_config, use_bf16
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
 from k12tune.train.runner import Built, check_inputs, common_args, summary_lines, train_and_publish
+from k12tune.train.speed import attach, speed_args
 
 STAGE = "train_sft"
 
@@ -35,6 +36,7 @@ def trainer_args(cfg: SFTConfig, out: Path, *, bf16: bool, has_val: bool) -> Any
 
     return TRLConfig(
         **common_args(cfg, out, bf16=bf16, has_val=has_val),
+        **speed_args(cfg.train),
         max_length=cfg.data.max_length,
         packing=cfg.data.packing,
         packing_strategy="bfd",
@@ -43,30 +45,41 @@ def trainer_args(cfg: SFTConfig, out: Path, *, bf16: bool, has_val: bool) -> Any
     )
 
 
-def build_trainer(cfg: SFTConfig) -> tuple[Any, list[Path]]:
-    """The configured `SFTTrainer` (model loaded, adapter attached, data tokenized) and the data
-    files it reads."""
-    from trl import SFTTrainer
+def make_trainer(
+    cfg: SFTConfig,
+    model: Any,
+    tokenizer: Any,
+    train: Any,
+    val: Any = None,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """The stage's `SFTTrainer` around an already loaded base (the benchmark builds its own)."""
+    from k12tune.train.sft_trainer import K12SFTTrainer
 
-    files = check_inputs(cfg)
-    out = Path(cfg.out_dir)
-    bf16 = use_bf16(cfg.train)
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_base(cfg.model, bf16=bf16, gradient_checkpointing=cfg.train.gradient_checkpointing)
-    train = load_conversations(files[0])
-    val = load_conversations(files[1]) if len(files) > 1 else None
-    if val is not None and len(val) == 0:
-        val = None
-    trainer = SFTTrainer(
+    trainer = K12SFTTrainer(
         model=model,
-        args=trainer_args(cfg, out, bf16=bf16, has_val=val is not None),
+        args=trainer_args(cfg, Path(cfg.out_dir), bf16=use_bf16(cfg.train), has_val=val is not None),
         train_dataset=train,
         eval_dataset=val,
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora),
-        callbacks=[make_log_callback(out / TRAIN_LOG)],
+        callbacks=callbacks,
     )
-    return trainer, files
+    return attach(trainer, cfg.train)
+
+
+def build_trainer(cfg: SFTConfig) -> tuple[Any, list[Path]]:
+    """The configured `SFTTrainer` (model loaded, adapter attached, data tokenized) and the data
+    files it reads."""
+    files = check_inputs(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_base(cfg.model, cfg.train, bf16=use_bf16(cfg.train))
+    train = load_conversations(files[0])
+    val = load_conversations(files[1]) if len(files) > 1 else None
+    if val is not None and len(val) == 0:
+        val = None
+    callbacks = [make_log_callback(Path(cfg.out_dir) / TRAIN_LOG)]
+    return make_trainer(cfg, model, tokenizer, train, val, callbacks), files
 
 
 def run_sft(cfg: SFTConfig) -> tuple[Any, dict[str, Any]]:

@@ -61,7 +61,7 @@ def load_policy(cfg: AlignConfig, folder: Path | None, *, bf16: bool) -> tuple[A
     """(model, peft_config for a new adapter or None, a one-line description); `folder` is the
     checked SFT output (`check_sft_adapter`)."""
     mode = start_mode(cfg)
-    model = load_base(cfg.model, bf16=bf16, gradient_checkpointing=cfg.train.gradient_checkpointing)
+    model = load_base(cfg.model, cfg.train, bf16=bf16)
     if folder is None:
         return model, lora_config(cfg.lora), f"{cfg.model.base} + a fresh LoRA"
     from peft import PeftModel
