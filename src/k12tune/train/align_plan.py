@@ -109,7 +109,6 @@ def align_plan(cfg: ORPOConfig | DPOConfig, sample_size: int = 2000) -> str:
         d.max_length,
         cfg.gpu_memory_gb,
         sequences_per_item=2,
-        fused_logits=True,
         reference=ref_bytes,
     )
     if not train.is_file():

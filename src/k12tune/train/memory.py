@@ -13,12 +13,15 @@ The estimate (bytes) is the sum of
   Transformer Models", with flash/SDPA attention so there is no s^2 term): with gradient
   checkpointing, each layer's input (2 * b * s * h bytes) is kept, and one layer at a time is
   recomputed, holding about b * s * (16 h + 6 f) * 2 bytes (q, k, v, attention output, MLP
-  intermediates, and the dropout copies of each adapted input); without checkpointing every
-  layer holds its full set. Eager attention adds 2 * b * heads * s^2 * 2 bytes per live layer;
+  intermediates, and the dropout copies of each adapted input); with `train.activation_offload`
+  the layers' inputs wait in host memory and only the one being recomputed is on the GPU;
+  without checkpointing every layer holds its full set. Eager attention adds
+  2 * b * heads * s^2 * 2 bytes per live layer;
 - logits: b * s * vocab * 10 bytes (bf16 logits, their fp32 upcast for the loss, and the fp32
-  gradient), the largest single term at Qwen's 152k vocabulary. The preference stages never build
-  them: TRL's fused LM head scores tokens in tiles of 4096 x 32768 logits, keeping an fp32 copy of the last
-  hidden states and their gradient (b * s * h * 8 bytes) plus one fp32 tile (0.5 GiB);
+  gradient), the largest single term at Qwen's 152k vocabulary, as plain transformers builds
+  them. The project's trainers (TRL 1.16's SFT, DPO and ORPO) never do: TRL's fused LM head
+  scores tokens in tiles of 4096 x 32768 logits, keeping an fp32 copy of the last hidden states
+  and their gradient (b * s * h * 8 bytes) plus one fp32 tile (0.5 GiB);
 - a reference model's own memory, where the stage keeps one (see `align_plan.reference_bytes`):
   0 when it is the policy with its adapter disabled, adapter-sized when it is a frozen adapter
   copy;
@@ -153,6 +156,7 @@ def estimate_memory(
     seq_len: int,
     batch_size: int,
     gradient_checkpointing: bool,
+    offload: bool = False,
     attention: str = "sdpa",
     fused_logits: bool = False,
     reference: int = 0,
@@ -168,7 +172,9 @@ def estimate_memory(
     one_layer = tokens * (16 * shape.hidden + 6 * shape.intermediate) * 2
     if attention == "eager":
         one_layer += 2 * batch_size * shape.heads * seq_len * seq_len * 2
-    if gradient_checkpointing:
+    if gradient_checkpointing and offload:
+        activations = tokens * shape.hidden * 2 + one_layer  # the other layers' inputs wait on the host
+    elif gradient_checkpointing:
         activations = shape.layers * tokens * shape.hidden * 2 + one_layer
     else:
         activations = shape.layers * one_layer

@@ -157,6 +157,18 @@ def schedule_line(plan: StepPlan, train: TrainSettings, unit: str = "") -> str:
     )
 
 
+def speed_line(model: ModelConfig, train: TrainSettings) -> str:
+    checkpointing = "off"
+    if train.gradient_checkpointing:
+        checkpointing = "on, layer inputs offloaded to CPU" if train.activation_offload else "on"
+    on_off = {True: "on", False: "off"}
+    return (
+        f"speed: attention {model.attn_implementation}, activation checkpointing {checkpointing}, "
+        f"Liger kernels {on_off[train.liger_kernels]}, torch.compile {on_off[train.torch_compile]}, "
+        "loss through TRL's fused LM head (no full logits)"
+    )
+
+
 def memory_lines(
     model: ModelConfig,
     lora: LoraSettings,
@@ -165,7 +177,6 @@ def memory_lines(
     budget_gib: float,
     *,
     sequences_per_item: int = 1,
-    fused_logits: bool = False,
     reference: int = 0,
 ) -> list[str]:
     """The estimate against the budget; when over, the largest fitting micro-batch (same
@@ -184,13 +195,15 @@ def memory_lines(
             seq_len=length,
             batch_size=batch * sequences_per_item,
             gradient_checkpointing=train.gradient_checkpointing,
+            offload=train.activation_offload,
             attention=model.attn_implementation,
-            fused_logits=fused_logits,
+            fused_logits=True,  # every trainer here scores tokens through TRL's fused LM head
             reference=reference,
         )
 
     est = estimate(train.per_device_batch_size, seq_len, model.quantization)
     lines = [
+        speed_line(model, train),
         f"peak GPU memory (estimate, model shape from {where}; LoRA {est.lora_params:,} params): "
         f"{est.describe()}",
     ]

@@ -64,17 +64,23 @@ class ActivationOffload:
     def __init__(self, min_bytes: int = MIN_OFFLOAD_BYTES) -> None:
         self.min_bytes = min_bytes
         self.moved = 0
+        # A tensor saved twice (RMSNorm saves its input for two products) is copied once.
+        self._copies: dict[tuple[Any, ...], Any] = {}
 
     def pack(self, tensor: Any) -> Any:
         import torch
 
-        if isinstance(tensor, torch.nn.Parameter) or tensor.numel() * tensor.element_size() < self.min_bytes:
-            return tensor
-        pin = tensor.device.type == "cuda"
-        host = torch.empty(tensor.size(), dtype=tensor.dtype, layout=tensor.layout, pin_memory=pin)
-        host.copy_(tensor, non_blocking=pin)
-        self.moved += 1
-        return (tensor.device, host)
+        weight = isinstance(tensor, torch.nn.Parameter) or isinstance(tensor._base, torch.nn.Parameter)
+        if weight or tensor.numel() * tensor.element_size() < self.min_bytes:
+            return tensor  # a weight (or its transposed view, as matmul saves it) stays
+        key = (tensor.data_ptr(), tensor.size(), tensor.stride(), tensor.dtype, tensor.device)
+        if key not in self._copies:
+            pin = tensor.device.type == "cuda"
+            host = torch.empty(tensor.size(), dtype=tensor.dtype, layout=tensor.layout, pin_memory=pin)
+            host.copy_(tensor, non_blocking=pin)
+            self._copies[key] = (tensor.device, host)
+            self.moved += 1
+        return self._copies[key]
 
     @staticmethod
     def unpack(packed: Any) -> Any:
@@ -87,8 +93,11 @@ class ActivationOffload:
     def __call__(self) -> Iterator[None]:
         import torch
 
-        with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack):
-            yield
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack):
+                yield
+        finally:
+            self._copies.clear()  # the graph holds the copies it needs; a later pass reuses addresses
 
 
 class SpeedMixin:
