@@ -210,13 +210,17 @@ def test_dry_run_proposes_a_fitting_batch_when_over_budget(tmp_path: Path) -> No
     from k12tune.train.sft_plan import sft_plan
 
     cfg = SFTConfig.model_validate(
-        {"train": {"per_device_batch_size": 4, "gradient_accumulation_steps": 4}, "gpu_memory_gb": 24}
+        {"train": {"per_device_batch_size": 8, "gradient_accumulation_steps": 2}, "gpu_memory_gb": 24}
     )
     cfg.data.train_file = str(tmp_path / "missing.jsonl")
     plan = sft_plan(cfg)
     assert "WARNING: over gpu_memory_gb 24" in plan
-    assert "proposal: train.per_device_batch_size=1 train.gradient_accumulation_steps=16" in plan
-    cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps = 1, 16
+    assert "proposal: train.per_device_batch_size=4 train.gradient_accumulation_steps=4" in plan
+    assert (
+        "speed: attention sdpa, activation checkpointing on, Liger kernels off, torch.compile off, "
+        "loss through TRL's fused LM head (no full logits)"
+    ) in plan
+    cfg.train.per_device_batch_size, cfg.train.gradient_accumulation_steps = 4, 4
     assert "fits gpu_memory_gb 24" in sft_plan(cfg)
 
 
