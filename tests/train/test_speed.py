@@ -166,3 +166,22 @@ def test_packed_and_padded_batches_give_each_conversation_the_same_loss(
     mean_packed = packed_lp.sum() / (labels_packed != -100).sum()
     mean_padded = padded_lp.sum() / (padded["labels"][:, 1:] != -100).sum()
     torch.testing.assert_close(mean_packed, mean_padded, atol=1e-5, rtol=1e-5)
+
+
+def test_a_compiled_sft_run_logs_the_same_losses(
+    tiny_base: Path, memorisable_data: Path, tmp_path: Path
+) -> None:
+    """torch.compile through the whole stage (TRL's fused LM head, LoRA, packing): the slowest
+    test here (the compilation, about a minute on two cores), and the one that catches a library
+    upgrade breaking the compiled path."""
+    logs = []
+    for compiled in (False, True):
+        out = tmp_path / f"compiled_{compiled}"
+        cfg = sft_config(
+            tiny_base, memorisable_data, out, max_steps=3, logging_steps=1, torch_compile=compiled
+        )
+        trainer, _ = run_sft(cfg)
+        assert trainer.args.torch_compile is compiled
+        logs.append([row["loss"] for row in read_log(out / TRAIN_LOG) if "loss" in row])
+    assert len(logs[0]) == 3 and logs[0][-1] < logs[0][0]
+    assert logs[1] == pytest.approx(logs[0], rel=1e-4)
