@@ -82,7 +82,12 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
         from k12tune.train.pref_trainers import ORPOArgs as TRLConfig
 
         args = TRLConfig(**common, beta=cfg.orpo.beta, remove_unused_columns=False)
-        trainer = K12ORPOTrainer(args=args, length_penalty=cfg.orpo.length_penalty, **kwargs)
+        trainer = K12ORPOTrainer(
+            args=args,
+            length_penalty=cfg.orpo.length_penalty,
+            padding_free=cfg.data.padding_free,
+            **kwargs,
+        )
     else:
         from trl import DPOConfig as TRLConfig
 
@@ -93,7 +98,12 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
             beta=cfg.dpo.beta,
             precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs and not cfg.dpo.reference_free,
         )
-        trainer = K12DPOTrainer(args=args, reference_free=cfg.dpo.reference_free, **kwargs)
+        trainer = K12DPOTrainer(
+            args=args,
+            reference_free=cfg.dpo.reference_free,
+            padding_free=cfg.data.padding_free,
+            **kwargs,
+        )
     trainer.language_mix = language_mix(cfg)
     names = ("train", "val")
     counts: dict[str, Any] = {"start": start}
