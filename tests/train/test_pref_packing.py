@@ -15,12 +15,20 @@ from trl.experimental.utils import DPODataCollatorWithPadding
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from k12tune.train.align import build, run_alignment
-from k12tune.train.pref_packing import PackedPairs
+from k12tune.train.pref_packing import PackedPairs, packed_logps
 from k12tune.train.pref_trainers import K12DPOTrainer
 from k12tune.train.runlog import TRAIN_LOG, read_log
 
 from .test_align import align_config
 
+DPO_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+)
 EXAMPLES = [
     {"prompt_ids": [1, 2, 3], "chosen_ids": [4, 5], "rejected_ids": [6], "ref_chosen_logps": -1.5},
     {"prompt_ids": [7, 8], "chosen_ids": [9], "rejected_ids": [10, 11], "ref_chosen_logps": -2.0},
@@ -56,10 +64,14 @@ def test_truncation_keeps_the_start_like_trls_padded_collator(max_length: int | 
 
 
 def test_orpo_rows_come_from_the_tokenised_columns() -> None:
-    rows = [
-        {"chosen_input_ids": [1, 2, 4], "chosen_labels": [-100, -100, 4], "rejected_input_ids": [1, 2, 5, 6],
-         "rejected_labels": [-100, -100, 5, 6], "prompt": "ignored"},
-    ]  # fmt: skip
+    row = {
+        "chosen_input_ids": [1, 2, 4],
+        "chosen_labels": [-100, -100, 4],
+        "rejected_input_ids": [1, 2, 5, 6],
+        "rejected_labels": [-100, -100, 5, 6],
+        "prompt": "ignored",
+    }
+    rows = [row]
     batch = PackedPairs("orpo")(rows)
     assert batch["input_ids"].tolist() == [[1, 2, 4, 1, 2, 5, 6]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3]]
@@ -110,10 +122,9 @@ def test_dpo_packed_equals_padded(tiny_base: Path, pref_data: Path, tmp_path: Pa
     torch.testing.assert_close(ref_packed, ref_padded, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
         labels = padded["input_ids"].masked_fill(padded["completion_mask"] == 0, -100)
-        out = trainer.model(padded["input_ids"], attention_mask=padded["attention_mask"], labels=labels,
-                            fused_lm_head=True)  # fmt: skip
-        from k12tune.train.pref_packing import packed_logps
-
+        out = trainer.model(
+            padded["input_ids"], attention_mask=padded["attention_mask"], labels=labels, fused_lm_head=True
+        )
         policy_packed = packed_logps(trainer.model, packed)[0]
     torch.testing.assert_close(policy_packed, out.log_probs.sum(1), atol=1e-5, rtol=1e-5)
     assert (policy_packed - ref_packed).abs().min() > 1e-3  # the perturbed adapter moved the policy
@@ -126,8 +137,7 @@ def test_dpo_packed_equals_padded(tiny_base: Path, pref_data: Path, tmp_path: Pa
     assert abs(loss_packed.item() - math.log(2)) > 1e-4
     assert grads_packed.keys() == grads_padded.keys() and len(grads_packed) > 0
     torch.testing.assert_close(grads_packed, grads_padded, atol=1e-6, rtol=1e-4)
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
-                "logps/chosen", "logps/rejected"):  # fmt: skip
+    for key in DPO_METRICS:
         assert math.isclose(metrics_packed[key], metrics_padded[key], rel_tol=1e-5, abs_tol=1e-6), key
 
 
@@ -145,8 +155,8 @@ def test_orpo_packed_equals_padded(tiny_base: Path, pref_data: Path, tmp_path: P
         sums_padded, counts_padded, _ = trainer.answer_logps(trainer.model, padded)
         sums_packed, counts_packed, _ = trainer.answer_logps(trainer.model, packed)
     assert counts_packed.tolist() == counts_padded.tolist()
-    assert counts_packed.tolist() == [len([x for x in r[f"{s}_labels"] if x != -100]) for s in ("chosen", "rejected")
-                                      for r in rows]  # fmt: skip
+    answers = [sum(x != -100 for x in r[f"{s}_labels"]) for s in ("chosen", "rejected") for r in rows]
+    assert counts_packed.tolist() == answers
     torch.testing.assert_close(sums_packed, sums_padded, atol=1e-5, rtol=1e-5)
 
     def run(batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:

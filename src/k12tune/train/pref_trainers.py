@@ -37,8 +37,8 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import add_fused_lm_head, use_adapter
 
 from k12tune.data.mix import MixedBucketSampler
-from k12tune.train.pref_packing import PackedPairs, is_packed, packed_logps
 from k12tune.train.pref_losses import orpo_terms
+from k12tune.train.pref_packing import PackedPairs, is_packed, packed_logps
 
 log = logging.getLogger(__name__)
 
