@@ -13,6 +13,8 @@
 - `padding_free` (both): the batch is one packed row without pad tokens (`pref_packing.py`);
   TRL 1.16's own DPO switch is a no-op, so ours replaces the collator after TRL built its own
   (TRL's pad-token setup and its padded pass for `precompute_ref_log_probs` stay as they are).
+  Packed DPO computes the sigmoid loss only and logs TRL's reward and log-prob metrics and
+  num_tokens, not entropy, logits/* or mean_token_accuracy.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from trl.trainer.utils import add_fused_lm_head, use_adapter
 
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.train.pref_losses import orpo_terms
-from k12tune.train.pref_packing import PackedPairs, is_packed, packed_logps
+from k12tune.train.pref_packing import MODEL_KEYS, PackedPairs, is_packed, packed_logps
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +170,9 @@ class K12ORPOTrainer(LanguageMixMixin, ORPOTrainer):
 
 def check_padding_free_dpo(args: Any) -> None:
     """The packed path computes the sigmoid loss on plain summed log-ratios only; anything else
-    would silently train a different objective."""
+    would silently train a different objective. No args: TRL's defaults, which fit."""
+    if args is None:
+        return
     unsupported = {
         "loss_type": (list(args.loss_type), ["sigmoid"]),
         "f_divergence_type": (str(args.f_divergence_type), "reverse_kl"),
@@ -188,7 +192,7 @@ class K12DPOTrainer(LanguageMixMixin, DPOTrainer):
     ) -> None:
         self.reference_free = reference_free
         if padding_free:
-            check_padding_free_dpo(kwargs["args"])
+            check_padding_free_dpo(kwargs.get("args"))
         super().__init__(*args, **kwargs)
         if padding_free:
             if self.aux_loss_enabled:
@@ -227,10 +231,12 @@ class K12DPOTrainer(LanguageMixMixin, DPOTrainer):
         return logps.chunk(2)
 
     def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        """TRL's `_compute_loss` reads padded rows (`chunk(2)` on the batch dimension); a packed
+        row needs per-sequence sums first, then the same sigmoid loss and metrics."""
         if not is_packed(inputs):
             return super()._compute_loss(model, inputs, return_outputs)
         mode = "train" if self.model.training else "eval"
-        logps, _, outputs = packed_logps(model, inputs)
+        logps = packed_logps(model, inputs)[0]
         chosen_logps, rejected_logps = logps.chunk(2)
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
@@ -263,5 +269,5 @@ class K12DPOTrainer(LanguageMixMixin, DPOTrainer):
             return loss
         # As TRL: the fused head builds no logits, so `compute_metrics` gets them from a plain forward.
         with torch.no_grad():
-            outputs = model(**{k: inputs[k] for k in ("input_ids", "position_ids")}, use_cache=False)
+            outputs = model(**{k: inputs[k] for k in MODEL_KEYS}, use_cache=False)
         return loss, outputs
