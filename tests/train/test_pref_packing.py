@@ -18,8 +18,10 @@ from k12tune.train.align import build, run_alignment
 from k12tune.train.pref_packing import PackedPairs, packed_logps
 from k12tune.train.pref_trainers import K12DPOTrainer
 from k12tune.train.runlog import TRAIN_LOG, read_log
+from k12tune.train.sft import run_sft
 
 from .test_align import align_config
+from .test_sft import sft_config
 
 DPO_METRICS = (
     "rewards/chosen",
@@ -80,12 +82,13 @@ def test_orpo_rows_come_from_the_tokenised_columns() -> None:
 
 
 def perturb_lora(model: torch.nn.Module) -> None:
-    """A fresh LoRA B is zero (policy == reference); random B makes the comparison mean something."""
+    """Before a step the policy equals the reference; a random trained adapter's B makes the
+    comparison mean something (the frozen "ref" copy stays as it is)."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+            if "lora_B.default." in name:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.05)
 
 
 def loss_and_grads(trainer: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -97,9 +100,18 @@ def loss_and_grads(trainer: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, d
     return loss.detach(), grads
 
 
-def test_dpo_packed_equals_padded(tiny_base: Path, pref_data: Path, tmp_path: Path) -> None:
-    cfg = align_config("dpo", tiny_base, pref_data, tmp_path / "out", data={"padding_free": True})
-    trainer = build(cfg).trainer
+@pytest.mark.parametrize("start", ["fresh", "continue"])
+def test_dpo_packed_equals_padded(
+    start: str, tiny_base: Path, pref_data: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """fresh: the reference is the adapter disabled; continue: TRL's frozen "ref" adapter."""
+    sections: dict[str, Any] = {"data": {"padding_free": True}}
+    if start == "continue":
+        sft_out = tmp_path / "sft"
+        run_sft(sft_config(tiny_base, request.getfixturevalue("memorisable_data"), sft_out, max_steps=5))
+        sections["start"] = {"sft_adapter": str(sft_out), "mode": "continue"}
+    trainer = build(align_config("dpo", tiny_base, pref_data, tmp_path / "out", **sections)).trainer
+    assert ("ref" in trainer.model.peft_config) == (start == "continue")
     assert isinstance(trainer.data_collator, PackedPairs) and trainer.args.padding_free is False
     perturb_lora(trainer.model)
     trainer.model.eval()
