@@ -210,22 +210,32 @@ def test_padding_free_run_learns_like_the_padded_one(
     assert len(evals) == 1 and evals[0]["eval_rewards/accuracies"] == 1.0
 
 
-def test_dpo_precomputed_reference_with_padding_free(
-    tiny_base: Path, pref_data: Path, tmp_path: Path
+@pytest.mark.parametrize("dpo", [{"precompute_ref_log_probs": True}, {"reference_free": True}])
+def test_dpo_reference_read_from_the_packed_batch(
+    dpo: dict[str, bool], tiny_base: Path, pref_data: Path, tmp_path: Path
 ) -> None:
-    dpo = {"precompute_ref_log_probs": True}
     cfg = align_config("dpo", tiny_base, pref_data, tmp_path / "out", data={"padding_free": True}, dpo=dpo)
     trainer = build(cfg).trainer
+    trainer.model.eval()
     rows = [trainer.train_dataset[i] for i in range(3)]
-    # The one precompute pass ran padded (TRL's collator at init); the packed path recomputes the same.
     packed = trainer._prepare_inputs(trainer.data_collator(rows))
+    pad_id = trainer.processing_class.pad_token_id
+    padded = trainer._prepare_inputs(DataCollatorForPreference(pad_token_id=pad_id, max_length=128)(rows))
+    for key in ("ref_chosen_logps", "ref_rejected_logps"):
+        assert packed[key].tolist() == padded[key].tolist()
+    with torch.no_grad():
+        loss_packed = trainer.compute_loss(trainer.model, packed).item()
+        loss_padded = trainer.compute_loss(trainer.model, padded).item()
+    assert math.isclose(loss_packed, loss_padded, rel_tol=1e-5)
+    if "reference_free" in dpo:
+        assert packed["ref_chosen_logps"].tolist() == [0.0] * 3
+        assert abs(loss_packed - math.log(2)) > 1e-3
+        return
+    # The one precompute pass ran padded (TRL's collator, at init); the packed path gives the same.
     chosen, rejected = trainer.compute_ref_log_probs(trainer.model, packed)
     torch.testing.assert_close(chosen, packed["ref_chosen_logps"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(rejected, packed["ref_rejected_logps"], atol=1e-5, rtol=1e-5)
-    with torch.no_grad():
-        assert math.isclose(
-            trainer.compute_loss(trainer.model.eval(), packed).item(), math.log(2), rel_tol=1e-5
-        )
+    assert math.isclose(loss_packed, math.log(2), rel_tol=1e-5)  # policy == reference before a step
 
 
 def test_unsupported_dpo_losses_are_one_clear_error(tmp_path: Path) -> None:
