@@ -5,6 +5,8 @@ Both read `data_proc/pref_train.jsonl` (and `pref_val.jsonl`), start from the SF
 (`pref_trainers.LanguageMixMixin`) and publish to `out_dir` (default `outputs/align/`): the
 adapter, the tokenizer, `config.yaml`, `rejected_pairs.jsonl`, `train_log.jsonl`,
 `loss_curve.png` (loss, reward margin, reward accuracy), then `manifest.json` last.
+With `data.padding_free` each batch is one packed row without pad tokens
+(`pref_packing.py`): the same losses and gradients for less compute on pairs of uneven length.
 
 Reward metrics, as TRL logs them: DPO's reward of an answer is beta * (log pi(y|x) -
 log pi_ref(y|x)), summed over the answer tokens (log pi_ref = 0 when reference-free); ORPO's is
