@@ -62,6 +62,14 @@ class PrefData(StrictModel):
         "(exact ratio; the short pool repeats), continue (every pair once; the ratio then "
         "holds only until the short pool ends).",
     )
+    padding_free: bool = Field(
+        default=False,
+        description="true: each batch's sequences (prompt + chosen, prompt + rejected) are laid "
+        "end to end in one row with no pad tokens; position ids restarting at 0 keep them apart "
+        "(a block-diagonal attention mask with sdpa, varlen kernels with flash_attention_2), so "
+        "no compute goes to padding. Same losses and gradients as the padded batch. DPO: sigmoid "
+        "loss only. Off by default until the GPU benchmark (issue 9) decides.",
+    )
 
 
 class ORPOSettings(StrictModel):

@@ -5,6 +5,8 @@ Both read `data_proc/pref_train.jsonl` (and `pref_val.jsonl`), start from the SF
 (`pref_trainers.LanguageMixMixin`) and publish to `out_dir` (default `outputs/align/`): the
 adapter, the tokenizer, `config.yaml`, `rejected_pairs.jsonl`, `train_log.jsonl`,
 `loss_curve.png` (loss, reward margin, reward accuracy), then `manifest.json` last.
+With `data.padding_free` each batch is one packed row without pad tokens
+(`pref_packing.py`): the same losses and gradients for less compute on pairs of uneven length.
 
 Reward metrics, as TRL logs them: DPO's reward of an answer is beta * (log pi(y|x) -
 log pi_ref(y|x)), summed over the answer tokens (log pi_ref = 0 when reference-free); ORPO's is
@@ -82,7 +84,12 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
         from k12tune.train.pref_trainers import ORPOArgs as TRLConfig
 
         args = TRLConfig(**common, beta=cfg.orpo.beta, remove_unused_columns=False)
-        trainer = K12ORPOTrainer(args=args, length_penalty=cfg.orpo.length_penalty, **kwargs)
+        trainer = K12ORPOTrainer(
+            args=args,
+            length_penalty=cfg.orpo.length_penalty,
+            padding_free=cfg.data.padding_free,
+            **kwargs,
+        )
     else:
         from trl import DPOConfig as TRLConfig
 
@@ -93,7 +100,12 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
             beta=cfg.dpo.beta,
             precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs and not cfg.dpo.reference_free,
         )
-        trainer = K12DPOTrainer(args=args, reference_free=cfg.dpo.reference_free, **kwargs)
+        trainer = K12DPOTrainer(
+            args=args,
+            reference_free=cfg.dpo.reference_free,
+            padding_free=cfg.data.padding_free,
+            **kwargs,
+        )
     trainer.language_mix = language_mix(cfg)
     names = ("train", "val")
     counts: dict[str, Any] = {"start": start}
