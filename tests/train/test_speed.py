@@ -1,6 +1,6 @@
-"""The speed switches of `train:`: activation offload changes where activations wait, never the
-result; packing changes the batch shape, never a sequence's loss; switches that cannot work on
-this machine are refused before anything loads."""
+"""The speed switches of `train:`: they reach TRL under TRL's own names; packing changes the
+batch shape, never a conversation's log-probabilities; compiling changes no loss; switches that
+cannot work on this machine are refused before anything loads."""
 
 from __future__ import annotations
 
@@ -12,117 +12,53 @@ from pydantic import ValidationError
 
 from k12tune.config.train import TrainSettings
 from k12tune.errors import ConfigError
+from k12tune.train.align import run_alignment
 from k12tune.train.runlog import TRAIN_LOG, read_log
 from k12tune.train.sft import run_sft
-from k12tune.train.speed import ActivationOffload
+from k12tune.train.speed import speed_args
 
+from .test_align import align_config
 from .test_sft import sft_config
 
-LAYERS = 2  # the tiny base's decoder layers
+
+def test_speed_switches_reach_trls_configs() -> None:
+    """The argument names are TRL's own (a renamed field would fail here, not on a GPU)."""
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import SFTConfig as TRLSFTConfig
+
+    from k12tune.train.pref_trainers import ORPOArgs
+
+    train = TrainSettings(activation_offload=True, torch_compile=True)
+    assert speed_args(train) == {"torch_compile": True, "activation_offloading": True}
+    for config in (TRLSFTConfig, TRLDPOConfig):
+        args = config(output_dir="unused", report_to="none", bf16=False, **speed_args(train))
+        assert args.activation_offloading is True and args.torch_compile is True
+    orpo = ORPOArgs(output_dir="unused", report_to="none", bf16=False, **speed_args(train, offload_arg=False))
+    assert orpo.torch_compile is True and not hasattr(orpo, "activation_offloading")
 
 
-def lora_model(base: Path):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    from trl.trainer.utils import add_fused_lm_head
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base, attn_implementation="sdpa", dtype=torch.float32)
-    assert model.config.num_hidden_layers == LAYERS
-    add_fused_lm_head(model)  # as every trainer of the project scores tokens
-    config = LoraConfig(
-        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
-    )
-    model = get_peft_model(model, config)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
-    return model.train()
-
-
-def loss_and_grads(model, ids, offload: ActivationOffload | None):
-    model.zero_grad()
-    if offload is None:
-        loss = model(input_ids=ids, labels=ids, fused_lm_head=True).loss
-    else:
-        with offload():
-            loss = model(input_ids=ids, labels=ids, fused_lm_head=True).loss
-    loss.backward()
-    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
-    return loss.detach(), grads
-
-
-def test_offload_moves_the_checkpointed_layer_inputs_and_changes_nothing(tiny_base: Path) -> None:
-    import torch
-
-    model = lora_model(tiny_base)
-    ids = torch.randint(3, 300, (2, 48), generator=torch.Generator().manual_seed(1))
-    hidden = model.config.hidden_size
-    # Only tensors of a whole layer input (2 x 48 x hidden fp32) or larger move.
-    offload = ActivationOffload(min_bytes=2 * 48 * hidden * 4)
-    loss, grads = loss_and_grads(model, ids, None)
-    loss_off, grads_off = loss_and_grads(model, ids, offload)
-    # Each checkpointed layer's input and the final norm's input (saved twice by the norm, copied
-    # once); the layers' insides are recomputed by the checkpoint, never saved, and the fused LM
-    # head keeps only the shifted 2 x 47 positions, just under the threshold.
-    assert offload.moved == LAYERS + 1
-    torch.testing.assert_close(loss_off, loss, rtol=0, atol=0)
-    assert grads_off.keys() == grads.keys() and len(grads) == LAYERS * 3 * 2
-    for name in grads:
-        torch.testing.assert_close(grads_off[name], grads[name], rtol=0, atol=0)
-
-
-def test_parameters_and_small_tensors_stay_put() -> None:
-    import torch
-
-    offload = ActivationOffload(min_bytes=1024)
-    weight = torch.nn.Parameter(torch.ones(64, 64))
-    assert offload.pack(weight) is weight
-    transposed = weight.t()  # what a linear layer saves for its backward
-    assert offload.pack(transposed) is transposed
-    small = torch.ones(16)
-    assert offload.pack(small) is small
-    large = torch.arange(512, dtype=torch.float32)
-    packed = offload.pack(large)
-    assert isinstance(packed, tuple) and packed[1] is not large
-    assert offload.pack(large) is packed  # saved twice, copied once
-    torch.testing.assert_close(ActivationOffload.unpack(packed), large)
-    assert offload.moved == 1
-
-
-def test_an_sft_run_with_offload_logs_the_same_losses(
-    tiny_base: Path, memorisable_data: Path, tmp_path: Path
+@pytest.mark.parametrize("kind", ["sft", "dpo", "orpo"])
+def test_gpu_only_switches_without_a_gpu_are_one_clear_error(
+    kind: str, tiny_base: Path, memorisable_data: Path, pref_data: Path, tmp_path: Path
 ) -> None:
-    logs = []
-    for offload in (False, True):
-        out = tmp_path / f"offload_{offload}"
-        cfg = sft_config(
-            tiny_base,
-            memorisable_data,
-            out,
-            max_steps=10,
-            gradient_checkpointing=True,
-            activation_offload=offload,
-        )
-        trainer, _ = run_sft(cfg)
-        assert (trainer.offload is not None) is offload
-        logs.append([row["loss"] for row in read_log(out / TRAIN_LOG) if "loss" in row])
-    assert len(logs[0]) == 2
-    assert logs[1] == pytest.approx(logs[0], rel=1e-5)
+    out = tmp_path / "out"
+    switches = {"liger_kernels": True, "activation_offload": True, "gradient_checkpointing": True}
+    expected = (
+        r"train\.liger_kernels: true needs a CUDA GPU \(Liger's kernels are Triton GPU kernels\); "
+        r"train\.activation_offload: true needs a CUDA GPU .*; this machine has none: "
+        r"set train\.liger_kernels=false and train\.activation_offload=false"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        if kind == "sft":
+            run_sft(sft_config(tiny_base, memorisable_data, out, **switches))
+        else:
+            run_alignment(align_config(kind, tiny_base, pref_data, out, train=switches))
+    assert not (out / "manifest.json").exists()
 
 
 def test_offload_without_checkpointing_is_refused() -> None:
     with pytest.raises(ValidationError, match="activation_offload: true needs gradient_checkpointing: true"):
         TrainSettings(activation_offload=True, gradient_checkpointing=False)
-
-
-def test_liger_without_a_gpu_is_a_clear_error(
-    tiny_base: Path, memorisable_data: Path, tmp_path: Path
-) -> None:
-    cfg = sft_config(tiny_base, memorisable_data, tmp_path / "out", liger_kernels=True)
-    with pytest.raises(ConfigError, match=r"train\.liger_kernels: true needs a CUDA GPU"):
-        run_sft(cfg)
-    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def test_packed_and_padded_batches_give_each_conversation_the_same_loss(

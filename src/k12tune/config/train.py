@@ -58,9 +58,9 @@ class TrainSettings(StrictModel):
     )
     activation_offload: bool = Field(
         default=False,
-        description="With gradient_checkpointing: keep each layer's checkpointed input in pinned CPU "
-        "memory until backward needs it (GPU memory for activations then barely grows with the "
-        "number of layers; costs PCIe copies that overlap with compute).",
+        description="With gradient_checkpointing: TRL's activation offloading keeps each layer's "
+        "checkpointed input in pinned host memory until backward needs it, copied on a side CUDA "
+        "stream (activation memory then barely grows with depth; needs a CUDA GPU).",
     )
     liger_kernels: bool = Field(
         default=False,

@@ -26,6 +26,7 @@ from k12tune.train.model import load_tokenizer, use_bf16
 from k12tune.train.pref_data import PairFile, read_pairs, rejects_jsonl, to_dataset
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
 from k12tune.train.runner import Built, check_inputs, common_args, summary_lines, train_and_publish
+from k12tune.train.speed import speed_args
 from k12tune.train.start import check_sft_adapter, load_policy
 
 ORPO_STAGE, DPO_STAGE = "train_orpo", "train_dpo"
@@ -69,6 +70,7 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
     model, peft_config, start = load_policy(cfg, sft_folder, bf16=bf16)
     common = {
         **common_args(cfg, out, bf16=bf16, has_val=val is not None),
+        **speed_args(cfg.train, offload_arg=isinstance(cfg, DPOConfig)),
         "max_length": cfg.data.max_length,
     }
     kwargs: dict[str, Any] = {
@@ -88,6 +90,7 @@ def build(cfg: ORPOConfig | DPOConfig) -> Built:
             args=args,
             length_penalty=cfg.orpo.length_penalty,
             padding_free=cfg.data.padding_free,
+            activation_offload=cfg.train.activation_offload,
             **kwargs,
         )
     else:

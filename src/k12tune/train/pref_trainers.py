@@ -6,7 +6,8 @@
 - `K12ORPOTrainer`: the length-penalised ORPO loss of `pref_losses.py`, with the NLL on the
   answer only; log-probs through TRL's fused LM head (as its DPO does), so the
   (rows x tokens x 152k) logits are never built, about 5.6 GiB at two rows of 2048 tokens,
-  which is what lets 16-bit ORPO fit 24 GB; and a clear error instead of TRL's silent NaN.
+  which is what lets 16-bit ORPO fit 24 GB; a clear error instead of TRL's silent NaN; and
+  `train.activation_offload` through the offloading context TRL's own trainers use.
 - `K12DPOTrainer`: `reference_free`: reference log-probabilities of zero, fed through TRL's own
   precomputed-reference path, so no reference forward runs and the rest of TRL's loss and
   metrics stay untouched.
@@ -41,6 +42,7 @@ from trl.trainer.utils import add_fused_lm_head, use_adapter
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.train.pref_losses import orpo_terms
 from k12tune.train.pref_packing import MODEL_KEYS, PackedPairs, is_packed, packed_logps
+from k12tune.train.speed import offload_context
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,12 @@ class LanguageMixMixin:
 
 class K12ORPOTrainer(LanguageMixMixin, ORPOTrainer):
     def __init__(
-        self, *args: Any, length_penalty: float = 0.0, padding_free: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        length_penalty: float = 0.0,
+        padding_free: bool = False,
+        activation_offload: bool = False,
+        **kwargs: Any,
     ) -> None:
         self.length_penalty = length_penalty
         super().__init__(*args, **kwargs)
@@ -101,6 +108,13 @@ class K12ORPOTrainer(LanguageMixMixin, ORPOTrainer):
         if padding_free:
             # ORPO truncates at tokenisation, so the collator only has to pack.
             self.data_collator = PackedPairs("orpo")
+        # TRL's experimental ORPO has no activation_offloading argument: the same context as
+        # TRL's SFT and DPO trainers enter in their training step.
+        self.offload = offload_context(self.model, activation_offload)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        with self.offload:
+            return super().training_step(*args, **kwargs)
 
     def answer_logps(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Per-row sums of answer-token log-probs and answer token counts, chosen rows first."""

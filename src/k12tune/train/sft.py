@@ -20,7 +20,7 @@ from k12tune.config.sft import SFTConfig
 from k12tune.train.model import load_base, load_tokenizer, lora_config, use_bf16
 from k12tune.train.runlog import TRAIN_LOG, make_log_callback
 from k12tune.train.runner import Built, check_inputs, common_args, summary_lines, train_and_publish
-from k12tune.train.speed import attach, speed_args
+from k12tune.train.speed import speed_args
 
 STAGE = "train_sft"
 
@@ -54,9 +54,9 @@ def make_trainer(
     callbacks: list[Any] | None = None,
 ) -> Any:
     """The stage's `SFTTrainer` around an already loaded base (the benchmark builds its own)."""
-    from k12tune.train.sft_trainer import K12SFTTrainer
+    from trl import SFTTrainer
 
-    trainer = K12SFTTrainer(
+    return SFTTrainer(
         model=model,
         args=trainer_args(cfg, Path(cfg.out_dir), bf16=use_bf16(cfg.train), has_val=val is not None),
         train_dataset=train,
@@ -65,7 +65,6 @@ def make_trainer(
         peft_config=lora_config(cfg.lora),
         callbacks=callbacks,
     )
-    return attach(trainer, cfg.train)
 
 
 def build_trainer(cfg: SFTConfig) -> tuple[Any, list[Path]]:
