@@ -88,6 +88,7 @@ import shlex
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -133,7 +134,8 @@ ROW_KEYS = (
 @dataclass
 class Row:
     """One configuration's figures; `unavailable` holds the reason when it could not run here.
-    `group` names the baseline its ratios are against (lora, qlora, longest)."""
+    `group` names the baseline its ratios are against (lora, qlora, longest, dpo, orpo); `failed`
+    the error of a row that raised."""
 
     name: str
     group: str = "lora"
@@ -143,6 +145,7 @@ class Row:
     mfu: float | None = None
     unavailable: str | None = None
     baseline: bool = False
+    failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -539,14 +542,21 @@ def measure(
     peak_tflops: float | None,
     baseline: bool = False,
 ) -> Row:
-    """Build the trainer (model included) and train; figures of the steps after `warmup`."""
+    """Build the trainer (model included) and train; figures of the steps after `warmup`. A row
+    that raises (out of memory, a kernel that fails) becomes a `failed` row, its traceback on
+    stderr, so that the other rows of a GPU run still come back."""
     from k12tune.train.memory import ModelShape
 
     free_memory()
     reset_peak()
-    trainer = build()
-    meter = Meter(trainer)
-    trainer.train()
+    try:
+        trainer = build()
+        meter = Meter(trainer)
+        trainer.train()
+    except Exception as error:  # reported in the table; the next row frees what it held
+        traceback.print_exc()
+        failed = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+        return Row(name, group, seq_len, failed=failed, baseline=baseline)
     peak = read_peak()
     timed = range(warmup, len(meter.seconds))
     seconds = sum(meter.seconds[i] for i in timed)
@@ -829,10 +839,11 @@ def table(rows: list[Row]) -> list[str]:
         "| row | seq | trained tokens/s | x baseline | peak memory GiB | x baseline | MFU |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    reference = {r.group: r for r in rows if r.baseline and r.unavailable is None}
+    reference = {r.group: r for r in rows if r.baseline and r.tokens_per_s}
     for r in rows:
-        if r.unavailable:
-            lines.append(f"| {r.name} | {r.seq_len or '—'} | unavailable: {r.unavailable} | — | — | — | — |")
+        if r.unavailable or r.failed:
+            why = f"unavailable: {r.unavailable}" if r.unavailable else f"failed: {r.failed}"
+            lines.append(f"| {r.name} | {r.seq_len or '—'} | {why} | — | — | — | — |")
             continue
         ref = reference.get(r.group)
         speed = f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "—"
@@ -934,7 +945,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text, encoding="utf-8")
     if args.json:
         print(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows], "parity": check}))
-    return 0 if check is None or check["result"] == "PASS" else 1
+    failed = any(r.failed for r in rows) or (check is not None and check["result"] != "PASS")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
