@@ -45,8 +45,14 @@ timed steps, each of one micro-batch (`--micro-batch` rows, no gradient accumula
       total     4 * N_frozen * T + 6 * N_lora * T + 6 * L * d_att * sum_i s_i^2
   The attention terms are causal (half of the full QK^T and AV products) and count real tokens
   only. Recomputation by gradient checkpointing is not counted (it is hardware, not model, FLOPs).
-- x baseline: tokens/s and peak memory over those of the baseline of the same precision measured in
-  this run.
+- x baseline: tokens/s and peak memory over those of the baseline of the same group (LoRA, QLoRA,
+  longest context, DPO, ORPO) measured in this run.
+
+Preference rows (`preference_rows`): DPO and ORPO steps on pairs made of the same synthetic
+conversations (chosen: the answer; rejected: another conversation's answer), TRL's DPOTrainer
+(reference by adapter toggling) and trl.experimental.orpo.ORPOTrainer with their defaults as
+baselines, the project's train_dpo / train_orpo trainers (`k12tune.train.align.build`) as ours.
+This is the place where padding-free preference batches, built in another branch, will show.
 
 Baseline: what a user writes from TRL's documentation: `SFTTrainer` with a PEFT `LoraConfig(r=16,
 lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")`, bf16 (fp32 on CPU), SDPA, one
@@ -449,10 +455,12 @@ def ours_trainer(base: Base, train: Any, cfg: Any, lora: dict[str, Any] | None =
 
 
 def sequence_lengths(inputs: dict[str, Any]) -> list[int]:
-    """Real (non-padding) lengths of the sequences in a batch: per row from the attention mask,
-    or, in a padding-free packed batch, between the restarts of the position ids."""
-    if inputs.get("attention_mask") is not None:
-        return [int(n) for n in inputs["attention_mask"].sum(dim=1).tolist()]
+    """Real (non-padding) lengths of the sequences in a batch: per row from the attention masks
+    (a preference batch's chosen and rejected rows, prompt included, not the prompt alone), or, in
+    a padding-free packed batch, between the restarts of the position ids."""
+    masks = [v for k, v in inputs.items() if k.endswith("attention_mask") and not k.startswith("prompt")]
+    if masks:
+        return [int(n) for mask in masks for n in mask.sum(dim=1).tolist()]
     positions = inputs["position_ids"].flatten().tolist()
     starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
     return [b - a for a, b in itertools.pairwise(starts)]
@@ -707,17 +715,125 @@ def longest_rows(base: Base, args: argparse.Namespace, work: Path) -> list[Row]:
     return rows
 
 
-def preference_rows(base: Base, args: argparse.Namespace, work: Path) -> list[Row]:
-    """Hook for the DPO and ORPO step rows: one step of TRL's DPOTrainer (reference by adapter
-    toggling) and trl.experimental.orpo.ORPOTrainer with defaults as baselines, against
-    k12tune.train.pref_trainers.K12DPOTrainer / K12ORPOTrainer with padding-free preference
-    batches as ours. Those batches land from another branch; until then the rows say so."""
-    reason = "pending: padding-free preference batches are being built in another branch"
+def synth_pairs(conversations: list[dict], seed: int) -> list[dict]:
+    """Preference pairs in prepare_data's format from the synthetic conversations: the question as
+    prompt, the answer as chosen, another conversation's answer as rejected."""
+    rng = random.Random(seed)
+    answers = [c["messages"][1] for c in conversations]
     return [
-        Row(name, group, unavailable=reason, baseline=name.startswith("baseline"))
-        for group in ("dpo", "orpo")
-        for name in (f"baseline {group.upper()} step (TRL defaults)", f"ours {group.upper()} step")
+        {
+            "id": f"p{i}",
+            "source": "bench",
+            "lang": "en",
+            "prompt": [c["messages"][0]],
+            "chosen": [c["messages"][1]],
+            "rejected": [rng.choice(answers)],
+        }
+        for i, c in enumerate(conversations)
     ]
+
+
+def preference_rows(
+    base: Base, pairs: list[dict], args: argparse.Namespace, keys: set[str], work: Path
+) -> list[Row]:
+    """DPO and ORPO: TRL's DPOTrainer (reference by adapter toggling) and
+    trl.experimental.orpo.ORPOTrainer with their defaults and the documented LoRA as baselines;
+    ours is the project's stage (`k12tune.train.align.build` on the same pairs written as
+    prepare_data's output, starting from the bare base). Trained tokens: the non-padding tokens of
+    the policy's rows (prompt + chosen, prompt + rejected); the reference forward is not counted.
+    MFU is not given for these rows (the formula above covers SFT only)."""
+    from datasets import Dataset
+
+    from k12tune.manifest import write_manifest
+
+    folder = work / "pref_proc"
+    folder.mkdir(exist_ok=True)
+    lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs)
+    (folder / "pref_train.jsonl").write_text(lines, encoding="utf-8")
+    write_manifest(
+        folder,
+        stage="prepare_data",
+        config={},
+        inputs={},
+        outputs=["pref_train.jsonl"],
+        counts={},
+        libraries=(),
+    )
+    data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    steps = args.warmup_steps + args.steps
+    timing = {"seq_len": args.seq_len, "warmup": args.warmup_steps, "peak_tflops": None}
+    rows = []
+    for kind in ("dpo", "orpo"):
+        if kind not in keys:
+            continue
+        name = kind.upper()
+        baseline = lambda kind=kind: pref_baseline(base, kind, data, work / f"{kind}_base", args, steps)  # noqa: E731
+        ours = lambda kind=kind: pref_ours(base, kind, folder, work / f"{kind}_ours", args, steps)  # noqa: E731
+        rows.append(measure(f"baseline {name} (TRL defaults)", baseline, group=kind, baseline=True, **timing))
+        rows.append(measure(f"ours {name}", ours, group=kind, **timing))
+    return rows
+
+
+def pref_baseline(base: Base, kind: str, data: Any, out: Path, args: argparse.Namespace, steps: int) -> Any:
+    """TRL's own preference trainer with its defaults, the documented LoRA, bf16 on CUDA."""
+    import torch
+    from peft import LoraConfig
+
+    if kind == "dpo":
+        from trl import DPOConfig as Config
+        from trl import DPOTrainer as Trainer
+    else:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        from trl.experimental.orpo import ORPOConfig as Config
+        from trl.experimental.orpo import ORPOTrainer as Trainer
+    config = Config(
+        output_dir=str(out),
+        max_length=args.seq_len,
+        per_device_train_batch_size=args.micro_batch,
+        max_steps=steps,
+        bf16=torch.cuda.is_available(),
+        report_to="none",
+        save_strategy="no",
+    )
+    peft = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"
+    )
+    trainer = Trainer(
+        model=base.baseline_model("none"),
+        args=config,
+        train_dataset=data,
+        processing_class=base.tokenizer,
+        peft_config=peft,
+    )
+    return quiet(trainer)
+
+
+def pref_ours(base: Base, kind: str, folder: Path, out: Path, args: argparse.Namespace, steps: int) -> Any:
+    """The project's train_dpo / train_orpo trainer at its defaults, on the pairs in `folder`."""
+    from k12tune.config.align import DPOConfig, ORPOConfig
+    from k12tune.train.align import build
+
+    body = {
+        "model": {"base": str(base.checkpoint())},
+        "start": {"sft_adapter": None},
+        "data": {
+            "train_file": str(folder / "pref_train.jsonl"),
+            "val_file": None,
+            "max_length": args.seq_len,
+            "prefer_chinese_ratio": None,
+        },
+        "train": {
+            "max_steps": steps,
+            "per_device_batch_size": args.micro_batch,
+            "gradient_accumulation_steps": 1,
+            "report_to": [],
+            "save_steps": 10**9,
+            "logging_steps": steps,
+        },
+        "out_dir": str(out),
+    }
+    cfg = DPOConfig.model_validate(body) if kind == "dpo" else ORPOConfig.model_validate(body)
+    return quiet(build(cfg).trainer)
 
 
 # ---------------------------------------------------------------- correctness
@@ -938,7 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = sft_rows(base, data, args, args.keys, work)
         if "longest" in args.keys:
             rows += longest_rows(base, args, work)
-        rows += [r for r in preference_rows(base, args, work) if r.group in args.keys]
+        if args.keys & {"dpo", "orpo"}:
+            rows += preference_rows(base, synth_pairs(conversations, args.seed), args, args.keys, work)
     text = report(rows, check, meta)
     print("\n" + text.split("\n\n", 1)[1], end="")
     if args.out:

@@ -23,7 +23,7 @@ def test_tiny_cpu_run_prints_the_table_and_passes_parity(tmp_path: Path) -> None
     out = tmp_path / "results.md"
     command = [
         sys.executable, str(ROOT / "bench" / "bench_train.py"), "--model", "tiny",
-        "--rows", "baseline,ours,liger,qlora,longest,dpo,parity", "--steps", "1", "--warmup-steps", "1",
+        "--rows", "baseline,ours,liger,qlora,longest,dpo,orpo,parity", "--steps", "1", "--warmup-steps", "1",
         "--seq-len", "512", "--micro-batch", "1", "--parity-steps", "2", "--json", "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "CUDA_VISIBLE_DEVICES": ""}
@@ -41,8 +41,11 @@ def test_tiny_cpu_run_prints_the_table_and_passes_parity(tmp_path: Path) -> None
     assert rows["ours"][5] == "n/a"  # no MFU on a CPU
     liger = rows["ours, + Liger kernels"][1]
     assert liger.startswith("unavailable: ") and "CUDA" in liger
-    for name in ("QLoRA ours", "ours, longest context under 24 GiB", "ours DPO step"):
+    for name in ("QLoRA ours", "ours, longest context under 24 GiB"):
         assert rows[name][1].startswith("unavailable: "), name
+    for kind in ("DPO", "ORPO"):
+        assert rows[f"baseline {kind} (TRL defaults)"][2] == "1.00x"
+        assert rows[f"ours {kind}"][2].endswith("x") and float(rows[f"ours {kind}"][1].replace(",", "")) > 0
     assert "loss parity" in done.stdout and done.stdout.count(": PASS") == 1
     assert result["parity"]["result"] == "PASS"
     assert result["parity"]["ours_eval_loss"] < result["parity"]["untrained_eval_loss"]
