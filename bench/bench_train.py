@@ -696,23 +696,39 @@ def longest_rows(base: Base, args: argparse.Namespace, work: Path) -> list[Row]:
                 return read_peak()
             except torch.OutOfMemoryError:
                 return None
+            except RuntimeError as error:  # cuBLAS and Triton report a failed allocation their own way
+                if "out of memory" in str(error) or "ALLOC_FAILED" in str(error):
+                    return None
+                raise
             finally:
                 trainer = None
                 free_memory()
                 torch.cuda.set_per_process_memory_fraction(1.0)
 
-        fits, peak, length = 0, None, 2048
-        while length <= limit and (found := trial(length)) is not None:
-            fits, peak, length = length, found, length * 2
-        high = min(length, limit + 1)
-        while high - fits > 512:
-            middle = (fits + high) // 2
-            if (found := trial(middle)) is not None:
-                fits, peak = middle, found
-            else:
-                high = middle
-        rows.append(Row(name, "longest", fits, None, peak, baseline=i == 0))
+        try:
+            rows.append(Row(name, "longest", *search(trial, limit), baseline=i == 0))
+        except Exception as error:  # reported in the table, as in `measure`
+            traceback.print_exc()
+            rows.append(
+                Row(name, "longest", failed=f"{type(error).__name__}: {error}"[:200], baseline=i == 0)
+            )
     return rows
+
+
+def search(fits: Callable[[int], int | None], limit: int) -> tuple[int, None, int | None]:
+    """(longest length that fits, no tokens/s, its peak memory): doubling from 2,048 while `fits`
+    returns a peak, then bisecting the gap to 512 tokens."""
+    longest, peak, length = 0, None, 2048
+    while length <= limit and (found := fits(length)) is not None:
+        longest, peak, length = length, found, length * 2
+    high = min(length, limit + 1)
+    while high - longest > 512:
+        middle = (longest + high) // 2
+        if (found := fits(middle)) is not None:
+            longest, peak = middle, found
+        else:
+            high = middle
+    return longest, None, peak
 
 
 def synth_pairs(conversations: list[dict], seed: int) -> list[dict]:
@@ -955,7 +971,7 @@ def table(rows: list[Row]) -> list[str]:
         "| row | seq | trained tokens/s | x baseline | peak memory GiB | x baseline | MFU |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    reference = {r.group: r for r in rows if r.baseline and r.tokens_per_s}
+    reference = {r.group: r for r in rows if r.baseline and not (r.unavailable or r.failed)}
     for r in rows:
         if r.unavailable or r.failed:
             why = f"unavailable: {r.unavailable}" if r.unavailable else f"failed: {r.failed}"

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from bench.bench_train import QWEN2_5_7B_INSTRUCT, step_flops
+from bench.bench_train import QWEN2_5_7B_INSTRUCT, search, step_flops
 from k12tune.config.train import ALL_LINEAR
 from k12tune.train.memory import KNOWN_SHAPES, ModelShape, lora_params
 
@@ -63,3 +63,15 @@ def test_flops_formula_for_the_7b_shape() -> None:
     n_frozen = shape.linear_params() + 152064 * 3584
     expected = 4 * n_frozen * 3000 + 6 * n_lora * 3000 + 6 * 28 * 3584 * (1000**2 + 2000**2)
     assert step_flops(shape, n_lora, [1000, 2000]) == expected
+
+
+def test_longest_context_search_doubles_then_bisects_to_512_tokens() -> None:
+    tried: list[int] = []
+
+    def fits(length: int) -> int | None:
+        tried.append(length)
+        return length * 10 if length <= 11000 else None
+
+    assert search(fits, 32768) == (10752, None, 107520)
+    assert tried == [2048, 4096, 8192, 16384, 12288, 10240, 11264, 10752]
+    assert search(lambda length: 1, 32768) == (32768, None, 1)
