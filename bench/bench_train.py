@@ -9,9 +9,11 @@ Not a timed test: run it by hand and record the figures in bench/RESULTS.md.
 
 Model. `--model qwen2.5-7b` (default on CUDA) builds a randomly initialised Qwen2ForCausalLM of
 Qwen2.5-7B-Instruct's published config (`QWEN2_5_7B_INSTRUCT` below) directly on the GPU in
-bf16, nothing downloaded; the 4-bit rows write it once to a temporary folder so that both columns
-load it through `from_pretrained` with bitsandbytes NF4, as users do. `--model tiny` (default
-on CPU) is `k12tune.tiny.build_tiny_base`: the same architecture and template, tiny sizes.
+bf16, nothing downloaded; the rows that load from disk (both 4-bit columns, through
+`from_pretrained` with bitsandbytes NF4 as users do, and ours' DPO and ORPO, through the
+project's stage) share one copy written to a temporary folder (about 15 GB) on first use.
+`--model tiny` (default on CPU) is `k12tune.tiny.build_tiny_base`: the same architecture and
+template, tiny sizes.
 
 Data. Synthetic ChatML conversations (one user turn, one answer, Qwen2.5's template with its
 default system prompt) whose total token lengths follow the histogram of the real sample data in
