@@ -285,8 +285,8 @@ def conversation(tokenizer: Any, pool: list[int], rng: random.Random, content: i
     user = content - answer
     return {
         "messages": [
-            {"role": "user", "content": tokenizer.decode(rng.choices(pool, k=user)).lstrip()},
-            {"role": "assistant", "content": tokenizer.decode(rng.choices(pool, k=answer)).lstrip()},
+            {"role": "user", "content": tokenizer.decode(rng.choices(pool, k=user))},
+            {"role": "assistant", "content": tokenizer.decode(rng.choices(pool, k=answer))},
         ]
     }
 

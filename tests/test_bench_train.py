@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,17 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from bench.bench_train import QWEN2_5_7B_INSTRUCT, search, step_flops
+from bench.bench_train import (
+    QWEN2_5_7B_INSTRUCT,
+    bench_texts,
+    conversation,
+    search,
+    step_flops,
+    template_overhead,
+    word_pool,
+)
 from k12tune.config.train import ALL_LINEAR
+from k12tune.tiny import build_tokenizer
 from k12tune.train.memory import KNOWN_SHAPES, ModelShape, lora_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +85,13 @@ def test_longest_context_search_doubles_then_bisects_to_512_tokens() -> None:
     assert search(fits, 32768) == (10752, None, 107520)
     assert tried == [2048, 4096, 8192, 16384, 12288, 10240, 11264, 10752]
     assert search(lambda length: 1, 32768) == (32768, None, 1)
+
+
+def test_synthetic_conversations_have_the_asked_token_counts() -> None:
+    """Each random word is one token, so a conversation is as long as the histogram asked."""
+    tokenizer = build_tokenizer(bench_texts())
+    pool, rng, overhead = word_pool(tokenizer), random.Random(0), template_overhead(tokenizer)
+    for content in (2, 17, 300, 2000):
+        messages = conversation(tokenizer, pool, rng, content, 0.6)["messages"]
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        assert len(ids) == overhead + content
