@@ -104,8 +104,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TQDM_DISABLE", "1")
-
 ROOT = Path(__file__).resolve().parents[1]
 LENGTHS_FILE = ROOT / "bench" / "sample_lengths.json"
 SHARED_SFT = ROOT.parent / "shared" / "data" / "sft"
@@ -231,6 +229,7 @@ def write_lengths(path: Path) -> dict[str, Any]:
         "bin_tokens": BIN,
         "histogram": histogram,
     }
+    # One bin per line: a small file whose diffs stay readable.
     rows = ",\n".join(f"  {json.dumps(h)}" for h in histogram)
     head = json.dumps({k: v for k, v in result.items() if k != "histogram"})[:-1]
     path.write_text(f'{head}, "histogram": [\n{rows}\n]}}\n', encoding="utf-8")
@@ -1039,6 +1038,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the table is the output
     args = parse(argv)
     if args.write_lengths:
         written = write_lengths(args.lengths)
