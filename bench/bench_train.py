@@ -592,6 +592,8 @@ def unavailable(means: Means) -> str | None:
     cuda = torch.cuda.is_available()
     if means.liger_kernels and not cuda:
         return "Liger's kernels are Triton GPU kernels; no CUDA here"
+    if means.activation_offload and not cuda:
+        return "TRL's activation offloading copies over a side CUDA stream; no CUDA here"
     if means.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
         return "liger-kernel is not installed (bench/wheels.sh)"
     if means.attn == "flash_attention_2" and not cuda:

@@ -203,7 +203,25 @@ def test_dry_run_loads_neither_torch_nor_transformers(
     assert "8 training records" in result.stdout
     assert "counted with the base's tokenizer" in result.stdout
     assert "peak GPU memory (estimate" in result.stdout
+    assert "note: a micro-batch's" not in result.stdout  # the shipped config packs one row per micro-batch
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_warns_when_packed_rows_share_a_dense_mask(memorisable_data: Path) -> None:
+    from k12tune.train.sft_plan import sft_plan
+
+    cfg = SFTConfig.model_validate(
+        {
+            "data": {"train_file": str(memorisable_data / "sft_train.jsonl"), "val_file": None},
+            "train": {"per_device_batch_size": 2, "gradient_accumulation_steps": 8},
+        }
+    )
+    note = "  note: a micro-batch's 2 packed rows are joined into one sequence whose sdpa mask is dense"
+    assert note in sft_plan(cfg)
+    cfg.model.attn_implementation = "flash_attention_2"
+    assert "note: a micro-batch's" not in sft_plan(cfg)
+    cfg.model.attn_implementation, cfg.data.packing = "sdpa", False
+    assert "note: a micro-batch's" not in sft_plan(cfg)
 
 
 def test_dry_run_proposes_a_fitting_batch_when_over_budget(tmp_path: Path) -> None:

@@ -56,6 +56,13 @@ def sft_plan(cfg: SFTConfig, sample_size: int = 2000) -> str:
         lines.append(
             f"batching: packed into ~{rows:,} rows of {d.max_length} tokens, padding-free (padding share 0%)"
         )
+        if t.per_device_batch_size > 1 and cfg.model.attn_implementation != "flash_attention_2":
+            lines.append(
+                f"  note: a micro-batch's {t.per_device_batch_size} packed rows are joined into one sequence "
+                f"whose {cfg.model.attn_implementation} mask is dense: attention costs grow with the square "
+                "of the rows; train.per_device_batch_size=1 with more accumulation (or "
+                "model.attn_implementation=flash_attention_2) avoids it"
+            )
     else:
         rows = records
         share = padding_share(kept, t.per_device_batch_size)
