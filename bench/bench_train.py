@@ -26,7 +26,9 @@ Labels are assistant-only in ours (the project's setting); the baseline keeps TR
 (every token), which costs the same compute per token.
 
 Rows. One per configuration; every SFT row trains `--warmup-steps` untimed steps, then `--steps`
-timed steps, each of one micro-batch (`--micro-batch` rows, no gradient accumulation):
+timed steps, each of one micro-batch (no gradient accumulation): `--micro-batch` padded
+conversations, or `--packed-micro-batch` packed rows of `--seq-len` tokens (1, as the project
+configures it):
 - trained tokens/s: non-padding tokens that went through forward and backward in the timed steps
   (prompt and answer tokens alike: the label mask changes no FLOP), divided by the timed steps'
   wall time (from each step's start to its end, after the optimizer; CUDA synchronised);
@@ -633,7 +635,8 @@ def sft_rows(base: Base, data: Any, args: argparse.Namespace, keys: set[str], wo
         reason = unavailable(means)
         if reason:
             return Row(name, group, args.seq_len, unavailable=reason)
-        cfg = ours_config(work / "ours", means, **sizes)
+        packed = {"micro_batch": args.packed_micro_batch} if means.packing else {}
+        cfg = ours_config(work / "ours", means, **{**sizes, **packed})
         return measure(name, lambda: ours_trainer(base, data, cfg), group=group, **timing)
 
     if "baseline" in keys:
@@ -1016,7 +1019,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=3 if cuda else 2, help="untimed steps first")
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument(
-        "--micro-batch", type=int, default=2, help="rows per step: padded conversations or packs"
+        "--micro-batch", type=int, default=2, help="rows per step of the padded rows: conversations"
+    )
+    parser.add_argument(
+        "--packed-micro-batch",
+        type=int,
+        default=1,
+        help="rows per step of the packed rows (the project's setting: 1; TRL joins a micro-batch's "
+        "packs into one sequence, whose sdpa mask is dense)",
     )
     parser.add_argument(
         "--rows", default="all", help=f"comma-separated, from {','.join(ROW_KEYS)}, parity; or all"
