@@ -790,9 +790,12 @@ def preference_rows(
             continue
         name = kind.upper()
         baseline = lambda kind=kind: pref_baseline(base, kind, data, work / f"{kind}_base", args, steps)  # noqa: E731
-        ours = lambda kind=kind: pref_ours(base, kind, folder, work / f"{kind}_ours", args, steps)  # noqa: E731
         rows.append(measure(f"baseline {name} (TRL defaults)", baseline, group=kind, baseline=True, **timing))
-        rows.append(measure(f"ours {name}", ours, group=kind, **timing))
+        for free, label in ((False, f"ours {name}"), (True, f"ours {name}, padding-free")):
+            ours = lambda kind=kind, free=free: pref_ours(  # noqa: E731
+                base, kind, folder, work / f"{kind}_ours", args, steps, padding_free=free
+            )
+            rows.append(measure(label, ours, group=kind, **timing))
     return rows
 
 
@@ -830,8 +833,18 @@ def pref_baseline(base: Base, kind: str, data: Any, out: Path, args: argparse.Na
     return quiet(trainer)
 
 
-def pref_ours(base: Base, kind: str, folder: Path, out: Path, args: argparse.Namespace, steps: int) -> Any:
-    """The project's train_dpo / train_orpo trainer at its defaults, on the pairs in `folder`."""
+def pref_ours(
+    base: Base,
+    kind: str,
+    folder: Path,
+    out: Path,
+    args: argparse.Namespace,
+    steps: int,
+    *,
+    padding_free: bool = False,
+) -> Any:
+    """The project's train_dpo / train_orpo trainer at its defaults, on the pairs in `folder`;
+    `padding_free`: each micro-batch's chosen and rejected sequences packed into one row."""
     from k12tune.config.align import DPOConfig, ORPOConfig
     from k12tune.train.align import build
 
@@ -843,6 +856,7 @@ def pref_ours(base: Base, kind: str, folder: Path, out: Path, args: argparse.Nam
             "val_file": None,
             "max_length": args.seq_len,
             "prefer_chinese_ratio": None,
+            "padding_free": padding_free,
         },
         "train": {
             "max_steps": steps,

@@ -55,7 +55,8 @@ def test_tiny_cpu_run_prints_the_table_and_passes_parity(tmp_path: Path) -> None
         assert rows[name][1].startswith("unavailable: "), name
     for kind in ("DPO", "ORPO"):
         assert rows[f"baseline {kind} (TRL defaults)"][2] == "1.00x"
-        assert rows[f"ours {kind}"][2].endswith("x") and float(rows[f"ours {kind}"][1].replace(",", "")) > 0
+        for name in (f"ours {kind}", f"ours {kind}, padding-free"):
+            assert rows[name][2].endswith("x") and float(rows[name][1].replace(",", "")) > 0, name
     assert "loss parity" in done.stdout and done.stdout.count(": PASS") == 1
     assert result["parity"]["result"] == "PASS"
     assert result["parity"]["ours_eval_loss"] < result["parity"]["untrained_eval_loss"]
