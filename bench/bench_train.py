@@ -588,24 +588,31 @@ def measure(
 
 
 def unavailable(means: Means) -> str | None:
-    """Why ours with `means` cannot run on this machine, or None."""
+    """Why ours with `means` cannot run on this machine, or None. Liger, offload and 4-bit ask
+    the stages' own checks (the sentence a user of train_sft would get)."""
     import torch
 
+    from k12tune.config.train import ModelConfig, TrainSettings
+    from k12tune.errors import ConfigError
+    from k12tune.train.model import check_quantization
+    from k12tune.train.speed import check_speed
+
     cuda = torch.cuda.is_available()
-    if means.liger_kernels and not cuda:
-        return "Liger's kernels are Triton GPU kernels; no CUDA here"
-    if means.activation_offload and not cuda:
-        return "TRL's activation offloading copies over a side CUDA stream; no CUDA here"
-    if means.liger_kernels and importlib.util.find_spec("liger_kernel") is None:
-        return "liger-kernel is not installed (bench/wheels.sh)"
+    try:
+        check_speed(
+            TrainSettings(
+                liger_kernels=means.liger_kernels,
+                activation_offload=means.activation_offload,
+                gradient_checkpointing=means.gradient_checkpointing,
+            )
+        )
+        check_quantization(ModelConfig(quantization=means.quantization))
+    except ConfigError as error:
+        return str(error)
     if means.attn == "flash_attention_2" and not cuda:
         return "flash-attn needs CUDA; no CUDA here"
     if means.attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         return "flash-attn is not installed"
-    if means.quantization == "4bit" and not cuda:
-        return "bitsandbytes NF4 training needs CUDA; no CUDA here"
-    if means.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
-        return "bitsandbytes is not installed (bench/wheels.sh)"
     if means.torch_compile and not cuda:
         return "torch.compile is benchmarked on CUDA only (Inductor took over a minute per tiny row here)"
     return None
