@@ -110,7 +110,7 @@ def test_dedup_first_occurrence_wins_across_width_forms() -> None:
     d = SFTRecord([{"role": "system", "content": "1+1=?"}, {"role": "assistant", "content": "2"}], origin)
     dedup = Deduplicator()
     records = [a, b, c, d, a]
-    forms = dedup_parts(records, *batch_texts(records), np.ones(len(records), dtype=bool))
+    forms = dedup_parts(*batch_texts(records), np.ones(len(records), dtype=bool))
     seen = [dedup.first_seen(digest(parts)) for parts in forms]
     assert seen == [True, False, True, True, False]  # roles are part of the key
     assert len(dedup) == 3
@@ -124,7 +124,7 @@ def test_identical_pair_filter_compares_dedup_forms() -> None:
         rejected=[{"role": "assistant", "content": "答案:1"}],
         origin=origin,
     )
-    [forms] = dedup_parts([pair], *batch_texts([pair]), np.ones(1, dtype=bool))
+    [forms] = dedup_parts(*batch_texts([pair]), np.ones(1, dtype=bool))
     rule = DistinctPairFilter()
     assert rule.passes(forms[1], forms[2]) is False
     assert rule.passes(forms[0], forms[1]) is True

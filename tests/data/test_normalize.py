@@ -57,7 +57,7 @@ def forms_of(records: list[SFTRecord | PrefRecord], selected: np.ndarray | None 
     texts, layout = batch_texts(records)
     if selected is None:
         selected = np.ones(len(records), dtype=bool)
-    return dedup_parts(records, texts, layout, selected)
+    return dedup_parts(texts, layout, selected)
 
 
 def test_simple_code_points_map_to_their_nfkc_form() -> None:
@@ -82,8 +82,8 @@ def test_batch_dedup_forms_equal_the_definition_on_random_records(alphabet: list
 
 
 def test_simple_records_never_take_the_unicodedata_path(monkeypatch) -> None:
-    def refuse(record):
-        raise AssertionError(f"{record} took the unicodedata path")
+    def refuse(parts):
+        raise AssertionError(f"{parts} took the unicodedata path")
 
     monkeypatch.setattr(dedup, "reference_parts", refuse)
     rng = random.Random(3)
@@ -121,4 +121,4 @@ def test_dedup_forms_fold_width_space_and_keep_roles() -> None:
         ORIGIN,
     )
     assert forms_of([record]) == [["user\x1fABC 123,比较 多少?\x1eassistant\x1f好".encode()]]
-    assert reference_parts(record) == forms_of([record])[0]
+    assert reference_parts([record.messages]) == forms_of([record])[0]

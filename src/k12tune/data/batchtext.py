@@ -76,3 +76,70 @@ def batch_texts(records: Sequence[SFTRecord | PrefRecord]) -> tuple[Texts, Messa
         bounds, np.asarray(roles, dtype=np.uint8), part_messages, _offsets(parts_per_record)
     )
     return batch, layout
+
+
+def parts_of(texts: Texts, layout: MessageLayout, k: int) -> list[list[Message]]:
+    """Record k's parts as message lists, read back from the batch's code points."""
+    cps, bounds = texts.cps, layout.content_bounds
+    return [
+        [
+            {
+                "role": ROLES[layout.roles[m]],
+                "content": cps[bounds[2 * m] : bounds[2 * m + 1]]
+                .tobytes()
+                .decode("utf-32-le", "surrogatepass"),
+            }
+            for m in range(layout.part_messages[p], layout.part_messages[p + 1])
+        ]
+        for p in range(layout.record_parts[k], layout.record_parts[k + 1])
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A batch of converted records as code points and layout, with each record's position in
+    its batch (stream order) and origin (file, line). Records converted in Python
+    (`of_records`) and records read by the compiled scanner (`sftscan`) meet here, so that
+    everything after conversion (rules, dedup keys, output lines) has one implementation."""
+
+    texts: Texts
+    layout: MessageLayout
+    positions: np.ndarray
+    files: list[str]
+    lines: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @classmethod
+    def of_records(cls, records: Sequence[SFTRecord | PrefRecord], positions: Sequence[int]) -> Columns:
+        texts, layout = batch_texts(records)
+        return cls(
+            texts,
+            layout,
+            np.asarray(positions, dtype=np.int64),
+            [r.origin.file for r in records],
+            np.fromiter((r.origin.line for r in records), dtype=np.int64, count=len(records)),
+        )
+
+    def concat(self, other: Columns) -> Columns:
+        """This batch's records, then `other`'s."""
+        a, b = self.layout, other.layout
+        shift = len(self.texts.cps)
+        texts = Texts(
+            np.concatenate([self.texts.cps, other.texts.cps]),
+            np.concatenate([self.texts.bounds, other.texts.bounds[1:] + shift]),
+        )
+        layout = MessageLayout(
+            np.concatenate([a.content_bounds, b.content_bounds + shift]),
+            np.concatenate([a.roles, b.roles]),
+            np.concatenate([a.part_messages, b.part_messages[1:] + a.part_messages[-1]]),
+            np.concatenate([a.record_parts, b.record_parts[1:] + a.record_parts[-1]]),
+        )
+        return Columns(
+            texts,
+            layout,
+            np.concatenate([self.positions, other.positions]),
+            self.files + other.files,
+            np.concatenate([self.lines, other.lines]),
+        )

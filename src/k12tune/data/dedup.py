@@ -10,35 +10,32 @@ parts joined by 0x1F 0x1F, which no dedup form contains.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 
 import numpy as np
 
-from k12tune.data.batchtext import MessageLayout, record_parts
+from k12tune.data.batchtext import MessageLayout, parts_of
 from k12tune.data.normalize import dedup_form
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
-from k12tune.records import ROLES, PrefRecord, SFTRecord
+from k12tune.records import ROLES, Message
 
 _TURN, _FIELD = "\x1e", "\x1f"
 _ROLE_NAMES = np.frombuffer("".join(ROLES).encode("ascii"), dtype=np.uint8)
 _ROLE_NAME_BOUNDS = np.cumsum([0, *map(len, ROLES)], dtype=np.int64)
 
 
-def reference_parts(record: SFTRecord | PrefRecord) -> list[bytes]:
-    """A record's dedup form by definition, through `unicodedata`: the path for texts holding
-    a code point that the tables cannot map alone (see `unicode_tables`)."""
+def reference_parts(parts: list[list[Message]]) -> list[bytes]:
+    """A record's dedup form (given its parts) by definition, through `unicodedata`: the path
+    for texts holding a code point that the tables cannot map alone (see `unicode_tables`)."""
     return [
         _TURN.join(f"{m['role']}{_FIELD}{dedup_form(m['content'])}" for m in messages).encode(
             "utf-8", "surrogatepass"
         )
-        for messages in record_parts(record)
+        for messages in parts
     ]
 
 
-def dedup_parts(
-    records: Sequence[SFTRecord | PrefRecord], texts: Texts, layout: MessageLayout, selected: np.ndarray
-) -> list[list[bytes]]:
+def dedup_parts(texts: Texts, layout: MessageLayout, selected: np.ndarray) -> list[list[bytes]]:
     """The dedup form of each part of each selected record (in record order), from the batch's
     code points by table lookup; a record holding a non-simple code point takes
     `reference_parts` instead."""
@@ -65,7 +62,7 @@ def dedup_parts(
     forms = []
     for k in np.flatnonzero(selected).tolist():
         if not_simple[k]:
-            forms.append(reference_parts(records[k]))
+            forms.append(reference_parts(parts_of(texts, layout, k)))
             continue
         forms.append(
             [blob[part_ends[p] : part_ends[p + 1]] for p in range(record_parts_at[k], record_parts_at[k + 1])]

@@ -22,13 +22,14 @@ import orjson
 
 from k12tune.config.data import DataConfig
 from k12tune.data.aliases import merged_aliases
-from k12tune.data.batchtext import batch_texts
+from k12tune.data.batchtext import Columns, MessageLayout, _offsets
 from k12tune.data.converters import ConversionError, to_pref, to_sft
-from k12tune.data.dedup import dedup_parts, digest
+from k12tune.data.dedup import _ROLE_NAME_BOUNDS, _ROLE_NAMES, dedup_parts, digest
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
 from k12tune.data.normalize import clean_text
-from k12tune.data.readers import JsonlChunk, RawItem, read_chunk
+from k12tune.data.readers import JsonlChunk, RawItem, parse_line, read_chunk
 from k12tune.data.split import copies, is_val, record_id
+from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
 from k12tune.records import Origin, PrefRecord, SFTRecord
 
@@ -137,6 +138,13 @@ def payload(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any) -> bytes:
+    return reject_line_of_json(
+        stage, origin, rule, detail, orjson.dumps(record, default=repr, option=orjson.OPT_NON_STR_KEYS)
+    )
+
+
+def reject_line_of_json(stage: str, origin: Origin, rule: str, detail: str, record_json: bytes) -> bytes:
+    """The rejects file's line for a record given as its JSON bytes (the "record" value)."""
     row = {
         "stage": stage,
         "source": origin.source,
@@ -144,9 +152,10 @@ def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any)
         "line": origin.line,
         "rule": rule,
         "detail": detail,
-        "record": record,
+        "record": None,
     }
-    return orjson.dumps(row, default=repr, option=orjson.OPT_NON_STR_KEYS) + b"\n"
+    head = orjson.dumps(row)
+    return head[: -len(b"null}")] + record_json + b"}\n"
 
 
 class Judge:
@@ -158,13 +167,60 @@ class Judge:
         self.convert: Callable[..., SFTRecord | PrefRecord] = to_sft if stage == "sft" else to_pref
         self.parts = STAGE_PARTS[stage]
         self.aliases = merged_aliases(cfg.aliases)
+        self.scanner = None
+        if stage == "sft":  # numba is imported where a kernel runs (see `kernels`)
+            from k12tune.data.sftscan import SftScanner
+
+            self.scanner = SftScanner.of(self.aliases)
+        # `{"messages": ...}` / `{"prompt": ..., "chosen": ..., "rejected": ...}` keys, in order
+        self.part_keys = [
+            (b"," if k else b"") + orjson.dumps(part) + b":"
+            for k, part in enumerate(("messages",) if stage == "sft" else ("prompt", "chosen", "rejected"))
+        ]
+
+    def _scan(self, chunk: JsonlChunk, source: str) -> tuple[Columns, list[tuple[int, RawItem]], int, int]:
+        """A JSONL chunk through the compiled scanner: the records it reads (as columns), the
+        other lines parsed for the Python path (with their positions), the blank lines, and
+        the number of records (non-blank lines)."""
+        from k12tune.data import sftscan
+
+        assert self.scanner is not None
+        with open(chunk.path, "rb") as handle:
+            handle.seek(chunk.start)
+            data = handle.read(chunk.end - chunk.start)
+        line_ends, kinds, cps, text_bounds, counts, roles, content_bounds = self.scanner.scan(
+            np.frombuffer(data, dtype=np.uint8), unicode_tables().space
+        )
+        is_record = (kinds == sftscan.FAST) | (kinds == sftscan.SLOW)
+        positions = np.cumsum(is_record) - 1
+        fast = np.flatnonzero(kinds == sftscan.FAST)
+        parts = np.arange(len(fast) + 1, dtype=np.int64)
+        layout = MessageLayout(content_bounds, roles, _offsets(counts), parts)
+        columns = Columns(
+            Texts(cps, text_bounds),
+            layout,
+            positions[fast],
+            [chunk.path] * len(fast),
+            fast + chunk.first_line,
+        )
+        line_starts = np.concatenate([[0], line_ends[:-1] + 1]).tolist()
+        slow = []
+        for k in np.flatnonzero(kinds == sftscan.SLOW).tolist():
+            origin = Origin(source, chunk.path, chunk.first_line + k)
+            slow.append((int(positions[k]), parse_line(data[line_starts[k] : line_ends[k]], origin)))
+        return columns, slow, int(np.count_nonzero(kinds == sftscan.BLANK)), int(is_record.sum())
 
     def __call__(self, batch: RawBatch) -> Verdicts:
-        items, blank_lines = batch.items()
+        scanned: Columns | None = None
+        if batch.chunk is not None and self.scanner is not None:
+            scanned, items, blank_lines, read = self._scan(batch.chunk, batch.source)
+        else:
+            raw, blank_lines = batch.items()
+            items, read = list(enumerate(raw)), len(raw)
         rejects: list[tuple[int, str, bytes]] = []
         records: list[SFTRecord | PrefRecord] = []
         positions: list[int] = []
-        for pos, item in enumerate(items):
+        for pos, item in items:
             if item.error is not None:
                 rule, detail = item.error
                 rejects.append((pos, rule, reject_line(self.stage, item.origin, rule, detail, item.value)))
@@ -177,56 +233,97 @@ class Judge:
                 rejects.append((pos, exc.rule, line))
                 continue
             positions.append(pos)
+        columns = Columns.of_records(records, positions)
+        if scanned is not None:
+            columns = scanned.concat(columns)
         filters = build_filters(self.cfg.clean)
         pair_filter = DistinctPairFilter() if self.stage == "pref" else None
-        verdicts = Verdicts(batch.stage, batch.source, batch.weight, len(items), blank_lines, rejects, {})
-        if records:
-            self._judge(records, positions, filters, pair_filter, verdicts)
+        verdicts = Verdicts(batch.stage, batch.source, batch.weight, read, blank_lines, rejects, {})
+        if len(columns):
+            self._judge(columns, filters, pair_filter, verdicts)
         rejects.sort(key=lambda reject: reject[0])
         verdicts.counts = {rule.name: rule.counts for rule in filters}
         if pair_filter is not None:
             verdicts.counts[pair_filter.name] = pair_filter.counts
         return verdicts
 
-    def _reject(
-        self, out: Verdicts, position: int, record: SFTRecord | PrefRecord, rule: str, detail: str
-    ) -> None:
-        line = reject_line(self.stage, record.origin, rule, detail, payload(record.to_json()))
-        out.rejects.append((position, rule, line))
-
     def _judge(
         self,
-        records: list[SFTRecord | PrefRecord],
-        positions: list[int],
+        columns: Columns,
         filters: list[TextFilter],
         pair_filter: DistinctPairFilter | None,
         out: Verdicts,
     ) -> None:
+        from k12tune.data import kernels
+
         n_parts = len(self.parts)
-        texts, layout = batch_texts(records)
-        view = BatchView.of(texts, self.parts)
+        view = BatchView.of(columns.texts, self.parts)
+        failed: list[tuple[int, str, str]] = []  # (record, rule, detail)
         for rule in filters:
-            for failure in rule.apply(view):
-                self._reject(out, positions[failure.index], records[failure.index], rule.name, failure.detail)
-        lengths = view.stat("n_chars").reshape(len(records), n_parts)
+            failed += [(failure.index, rule.name, failure.detail) for failure in rule.apply(view)]
+        lengths = view.stat("n_chars").reshape(len(columns), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
         alive = np.flatnonzero(view.alive).tolist()
-        langs = view.lang.tolist()
-        survivors, digests, lines = [], [], []
-        for i, forms in zip(alive, dedup_parts(records, texts, layout, view.alive), strict=True):
-            record = records[i]
+        survivors, digests = [], []
+        for k, forms in zip(alive, dedup_parts(columns.texts, columns.layout, view.alive), strict=True):
             if pair_filter is not None and not pair_filter.passes(forms[1], forms[2]):
-                self._reject(out, positions[i], record, pair_filter.name, "chosen equals rejected")
+                failed.append((k, pair_filter.name, "chosen equals rejected"))
                 continue
-            key = digest(forms)
-            record.lang = langs[i]
-            record.id = record_id(key)
-            survivors.append(i)
-            digests.append(key)
-            lines.append(orjson.dumps(record.to_json()))
-        out.positions = [positions[i] for i in survivors]
-        out.files = [records[i].origin.file for i in survivors]
-        out.line_numbers = [records[i].origin.line for i in survivors]
+            survivors.append(k)
+            digests.append(digest(forms))
+        order = np.argsort(columns.positions[survivors], kind="stable").tolist()
+        survivors = [survivors[i] for i in order]
+        digests = [digests[i] for i in order]
+        # Every record that leaves a line (output or rejects file), as JSON, in one pass.
+        selected = np.zeros(len(columns), dtype=bool)
+        selected[survivors] = True
+        selected[[k for k, _, _ in failed]] = True
+        layout = columns.layout
+        blob, part_bytes = kernels.json_parts(
+            columns.texts.cps,
+            layout.content_bounds,
+            layout.roles,
+            layout.part_messages,
+            layout.record_parts,
+            selected,
+            _ROLE_NAMES,
+            _ROLE_NAME_BOUNDS,
+        )
+        blob = blob.tobytes()
+        ends = part_bytes.tolist()
+        first_part = layout.record_parts.tolist()
+
+        def body(k: int) -> bytes:
+            first = first_part[k]
+            return b"".join(
+                [key + blob[ends[first + j] : ends[first + j + 1]] for j, key in enumerate(self.part_keys)]
+            )
+
+        for k, rule, detail in failed:
+            origin = Origin(out.source, columns.files[k], int(columns.lines[k]))
+            line = reject_line_of_json(self.stage, origin, rule, detail, b"{" + body(k) + b"}")
+            out.rejects.append((int(columns.positions[k]), rule, line))
+        source = orjson.dumps(out.source)
+        langs = view.lang
+        lines = [
+            b"".join(
+                (
+                    b'{"id":"',
+                    record_id(key).encode(),
+                    b'","source":',
+                    source,
+                    b',"lang":"',
+                    langs[k].encode(),
+                    b'",',
+                    body(k),
+                    b"}",
+                )
+            )
+            for k, key in zip(survivors, digests, strict=True)
+        ]
+        out.positions = columns.positions[survivors].tolist()
+        out.files = [columns.files[k] for k in survivors]
+        out.line_numbers = columns.lines[survivors].tolist()
         out.digests = b"".join(digests)
         out.lines = b"\n".join([*lines, b""]) if lines else b""  # each line ends with "\n"
         out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)

@@ -229,3 +229,83 @@ def plain_lines(data: np.ndarray, n_lines: int) -> np.ndarray:
             plain[line] = False
         i += 1
     return plain
+
+
+@njit(cache=True, nogil=True)
+def _put_json_char(out: np.ndarray, at: int, c: int) -> int:
+    """Code point c as orjson writes it inside a string: `"` and `\\` escaped, controls as
+    \\b \\t \\n \\f \\r or \\u00xx, everything else (DEL and non-ASCII too) as UTF-8."""
+    if c >= 0x20 and c != 0x22 and c != 0x5C:
+        return _put_utf8(out, at, c)
+    out[at] = 0x5C
+    if c == 0x22 or c == 0x5C:
+        out[at + 1] = c
+        return at + 2
+    short = _SHORT_ESCAPES[c]
+    if short:
+        out[at + 1] = short
+        return at + 2
+    out[at + 1] = 0x75  # u00xx
+    out[at + 2] = 0x30
+    out[at + 3] = 0x30
+    out[at + 4] = _HEX[c >> 4]
+    out[at + 5] = _HEX[c & 0xF]
+    return at + 6
+
+
+_SHORT_ESCAPES = np.zeros(0x20, dtype=np.uint8)
+for _code, _letter in ((0x08, "b"), (0x09, "t"), (0x0A, "n"), (0x0C, "f"), (0x0D, "r")):
+    _SHORT_ESCAPES[_code] = ord(_letter)
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
+_ROLE_KEY = np.frombuffer(b'{"role":"', dtype=np.uint8).copy()
+_CONTENT_KEY = np.frombuffer(b'","content":"', dtype=np.uint8).copy()
+
+
+@njit(cache=True, nogil=True)
+def json_parts(
+    cps: np.ndarray,
+    content_bounds: np.ndarray,
+    roles: np.ndarray,
+    part_messages: np.ndarray,
+    record_parts: np.ndarray,
+    selected: np.ndarray,
+    role_names: np.ndarray,
+    role_name_bounds: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every part of every selected record as the bytes `orjson.dumps` gives for its message
+    list `[{"role": r, "content": c}, ...]` (layout as in `dedup_forms_utf8`). Returns the
+    bytes and the part byte bounds (part p is `out[part_bytes[p]:part_bytes[p+1]]`, empty when
+    its record is not selected)."""
+    n_records = len(record_parts) - 1
+    capacity = 2 * len(part_messages) + 6 * len(cps) + (role_names.size + 32) * len(roles)
+    out = np.empty(capacity, dtype=np.uint8)
+    part_bytes = np.zeros(len(part_messages), dtype=np.int64)
+    at = 0
+    for k in range(n_records):
+        for p in range(record_parts[k], record_parts[k + 1]):
+            if selected[k]:
+                out[at] = 0x5B  # [
+                at += 1
+                for m in range(part_messages[p], part_messages[p + 1]):
+                    if m > part_messages[p]:
+                        out[at] = 0x2C  # ,
+                        at += 1
+                    for b in _ROLE_KEY:
+                        out[at] = b
+                        at += 1
+                    r = roles[m]
+                    for i in range(role_name_bounds[r], role_name_bounds[r + 1]):
+                        out[at] = role_names[i]
+                        at += 1
+                    for b in _CONTENT_KEY:
+                        out[at] = b
+                        at += 1
+                    for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
+                        at = _put_json_char(out, at, cps[i])
+                    out[at] = 0x22  # "
+                    out[at + 1] = 0x7D  # }
+                    at += 2
+                out[at] = 0x5D  # ]
+                at += 1
+            part_bytes[p + 1] = at
+    return out[:at], part_bytes
