@@ -122,3 +122,32 @@ def test_dedup_forms_fold_width_space_and_keep_roles() -> None:
     )
     assert forms_of([record]) == [["user\x1fABC 123,比较 多少?\x1eassistant\x1f好".encode()]]
     assert reference_parts([record.messages]) == forms_of([record])[0]
+
+
+def test_unicode_tables_are_cached_on_disk_and_rebuilt_when_the_file_is_bad(tmp_path, monkeypatch) -> None:
+    from dataclasses import astuple
+
+    from k12tune.data import unicode_tables as module
+
+    monkeypatch.setenv("K12TUNE_CACHE_DIR", str(tmp_path))
+    module.unicode_tables.cache_clear()
+    try:
+        built = module.unicode_tables()
+        path = module.cache_path()
+        assert path.parent == tmp_path and path.is_file()
+
+        def refuse() -> None:
+            raise AssertionError("built again although the cache file is whole")
+
+        module.unicode_tables.cache_clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "build_unicode_tables", refuse)
+            loaded = module.unicode_tables()
+        assert all(np.array_equal(a, b) for a, b in zip(astuple(built), astuple(loaded), strict=True))
+        path.write_bytes(b"not a numpy file")
+        module.unicode_tables.cache_clear()
+        rebuilt = module.unicode_tables()
+        assert all(np.array_equal(a, b) for a, b in zip(astuple(built), astuple(rebuilt), strict=True))
+        assert path.stat().st_size > 1_000_000  # written again, whole
+    finally:
+        module.unicode_tables.cache_clear()

@@ -28,7 +28,7 @@ from k12tune.data.dedup import _ROLE_NAME_BOUNDS, _ROLE_NAMES, dedup_parts, dige
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
 from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, parse_line, read_chunk
-from k12tune.data.split import copies, is_val, record_id
+from k12tune.data.split import copies, is_val
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
 from k12tune.records import Origin, PrefRecord, SFTRecord
@@ -158,6 +158,15 @@ def reject_line_of_json(stage: str, origin: Origin, rule: str, detail: str, reco
     return head[: -len(b"null}")] + record_json + b"}\n"
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_ids(digests: bytes) -> np.ndarray:
+    """`split.record_id` of every 32-byte digest, as an (n, 24) array of ASCII hex digits."""
+    head = np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)[:, :12]
+    return np.stack([_HEX_DIGITS[head >> 4], _HEX_DIGITS[head & 0xF]], axis=2).reshape(-1, 24)
+
+
 class Judge:
     """Judges batches of one stage under one config."""
 
@@ -177,6 +186,8 @@ class Judge:
             (b"," if k else b"") + orjson.dumps(part) + b":"
             for k, part in enumerate(("messages",) if stage == "sft" else ("prompt", "chosen", "rejected"))
         ]
+        self.part_key_bytes = np.frombuffer(b"".join(self.part_keys), dtype=np.uint8)
+        self.part_key_bounds = np.cumsum([0, *map(len, self.part_keys)]).astype(np.int64)
 
     def _scan(self, chunk: JsonlChunk, source: str) -> tuple[Columns, list[tuple[int, RawItem]], int, int]:
         """A JSONL chunk through the compiled scanner: the records it reads (as columns), the
@@ -235,7 +246,7 @@ class Judge:
             positions.append(pos)
         columns = Columns.of_records(records, positions)
         if scanned is not None:
-            columns = scanned.concat(columns)
+            columns = scanned.concat(columns) if records else scanned
         filters = build_filters(self.cfg.clean)
         pair_filter = DistinctPairFilter() if self.stage == "pref" else None
         verdicts = Verdicts(batch.stage, batch.source, batch.weight, read, blank_lines, rejects, {})
@@ -274,60 +285,54 @@ class Judge:
         order = np.argsort(columns.positions[survivors], kind="stable").tolist()
         survivors = [survivors[i] for i in order]
         digests = [digests[i] for i in order]
-        # Every record that leaves a line (output or rejects file), as JSON, in one pass.
-        selected = np.zeros(len(columns), dtype=bool)
-        selected[survivors] = True
-        selected[[k for k, _, _ in failed]] = True
-        layout = columns.layout
-        blob, part_bytes = kernels.json_parts(
-            columns.texts.cps,
+        layout, cps = columns.layout, columns.texts.cps
+        capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, _ROLE_NAMES)
+        if failed:
+            selected = np.zeros(len(columns), dtype=bool)
+            selected[[k for k, _, _ in failed]] = True
+            blob, part_bytes = kernels.json_parts(
+                cps,
+                layout.content_bounds,
+                layout.roles,
+                layout.part_messages,
+                layout.record_parts,
+                selected,
+                _ROLE_NAMES,
+                _ROLE_NAME_BOUNDS,
+                capacity,
+            )
+            data, ends, first_part = blob.tobytes(), part_bytes.tolist(), layout.record_parts.tolist()
+            for k, rule, detail in failed:
+                first = first_part[k]
+                body = b"".join(
+                    key + data[ends[first + j] : ends[first + j + 1]] for j, key in enumerate(self.part_keys)
+                )
+                origin = Origin(out.source, columns.files[k], int(columns.lines[k]))
+                line = reject_line_of_json(self.stage, origin, rule, detail, b"{" + body + b"}")
+                out.rejects.append((int(columns.positions[k]), rule, line))
+        out.digests = b"".join(digests)
+        is_zh = view.lang[survivors] == "zh"
+        lines, out.line_ends = kernels.json_lines(
+            cps,
             layout.content_bounds,
             layout.roles,
             layout.part_messages,
             layout.record_parts,
-            selected,
+            np.asarray(survivors, dtype=np.int64),
+            hex_ids(out.digests),
+            is_zh,
+            np.frombuffer(orjson.dumps(out.source), dtype=np.uint8),
+            self.part_key_bytes,
+            self.part_key_bounds,
             _ROLE_NAMES,
             _ROLE_NAME_BOUNDS,
+            capacity,
         )
-        blob = blob.tobytes()
-        ends = part_bytes.tolist()
-        first_part = layout.record_parts.tolist()
-
-        def body(k: int) -> bytes:
-            first = first_part[k]
-            return b"".join(
-                [key + blob[ends[first + j] : ends[first + j + 1]] for j, key in enumerate(self.part_keys)]
-            )
-
-        for k, rule, detail in failed:
-            origin = Origin(out.source, columns.files[k], int(columns.lines[k]))
-            line = reject_line_of_json(self.stage, origin, rule, detail, b"{" + body(k) + b"}")
-            out.rejects.append((int(columns.positions[k]), rule, line))
-        source = orjson.dumps(out.source)
-        langs = view.lang
-        lines = [
-            b"".join(
-                (
-                    b'{"id":"',
-                    record_id(key).encode(),
-                    b'","source":',
-                    source,
-                    b',"lang":"',
-                    langs[k].encode(),
-                    b'",',
-                    body(k),
-                    b"}",
-                )
-            )
-            for k, key in zip(survivors, digests, strict=True)
-        ]
+        out.lines = lines.tobytes()
         out.positions = columns.positions[survivors].tolist()
         out.files = [columns.files[k] for k in survivors]
         out.line_numbers = columns.lines[survivors].tolist()
-        out.digests = b"".join(digests)
-        out.lines = b"\n".join([*lines, b""]) if lines else b""  # each line ends with "\n"
-        out.line_ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
-        out.is_zh = view.lang[survivors] == "zh"
+        out.is_zh = is_zh
         out.lengths = lengths[survivors]
         out.val = is_val(out.digests, self.cfg.val_fraction)
         out.copies = np.where(out.val, 0, copies(out.digests, out.weight))

@@ -90,7 +90,7 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
     return counts
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _put_utf8(out: np.ndarray, at: int, c: int) -> int:
     if c < 0x80:
         out[at] = c
@@ -231,7 +231,7 @@ def plain_lines(data: np.ndarray, n_lines: int) -> np.ndarray:
     return plain
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _put_json_char(out: np.ndarray, at: int, c: int) -> int:
     """Code point c as orjson writes it inside a string: `"` and `\\` escaped, controls as
     \\b \\t \\n \\f \\r or \\u00xx, everything else (DEL and non-ASCII too) as UTF-8."""
@@ -261,6 +261,54 @@ _ROLE_KEY = np.frombuffer(b'{"role":"', dtype=np.uint8).copy()
 _CONTENT_KEY = np.frombuffer(b'","content":"', dtype=np.uint8).copy()
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_bytes(out: np.ndarray, at: int, data: np.ndarray, a: int, b: int) -> int:
+    for i in range(a, b):
+        out[at] = data[i]
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True)
+def _put_part(
+    out: np.ndarray,
+    at: int,
+    cps: np.ndarray,
+    content_bounds: np.ndarray,
+    roles: np.ndarray,
+    first: int,
+    stop: int,
+    role_names: np.ndarray,
+    role_name_bounds: np.ndarray,
+) -> int:
+    """Messages first..stop-1 as `[{"role":...,"content":...},...]`, as orjson writes it."""
+    out[at] = 0x5B  # [
+    at += 1
+    for m in range(first, stop):
+        if m > first:
+            out[at] = 0x2C  # ,
+            at += 1
+        at = _put_bytes(out, at, _ROLE_KEY, 0, len(_ROLE_KEY))
+        r = roles[m]
+        at = _put_bytes(out, at, role_names, role_name_bounds[r], role_name_bounds[r + 1])
+        at = _put_bytes(out, at, _CONTENT_KEY, 0, len(_CONTENT_KEY))
+        for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
+            at = _put_json_char(out, at, cps[i])
+        out[at] = 0x22  # "
+        out[at + 1] = 0x7D  # }
+        at += 2
+    out[at] = 0x5D  # ]
+    return at + 1
+
+
+def json_capacity(
+    cps: np.ndarray, roles: np.ndarray, part_messages: np.ndarray, role_names: np.ndarray
+) -> int:
+    """Bytes enough for every part: a code point takes at most 6 (an escape), a message its keys
+    and role name, a part its brackets and key."""
+    return 6 * len(cps) + (role_names.size + 32) * len(roles) + 16 * len(part_messages)
+
+
 @njit(cache=True, nogil=True)
 def json_parts(
     cps: np.ndarray,
@@ -271,41 +319,87 @@ def json_parts(
     selected: np.ndarray,
     role_names: np.ndarray,
     role_name_bounds: np.ndarray,
+    capacity: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every part of every selected record as the bytes `orjson.dumps` gives for its message
     list `[{"role": r, "content": c}, ...]` (layout as in `dedup_forms_utf8`). Returns the
     bytes and the part byte bounds (part p is `out[part_bytes[p]:part_bytes[p+1]]`, empty when
     its record is not selected)."""
-    n_records = len(record_parts) - 1
-    capacity = 2 * len(part_messages) + 6 * len(cps) + (role_names.size + 32) * len(roles)
     out = np.empty(capacity, dtype=np.uint8)
     part_bytes = np.zeros(len(part_messages), dtype=np.int64)
     at = 0
-    for k in range(n_records):
+    for k in range(len(record_parts) - 1):
         for p in range(record_parts[k], record_parts[k + 1]):
             if selected[k]:
-                out[at] = 0x5B  # [
-                at += 1
-                for m in range(part_messages[p], part_messages[p + 1]):
-                    if m > part_messages[p]:
-                        out[at] = 0x2C  # ,
-                        at += 1
-                    for b in _ROLE_KEY:
-                        out[at] = b
-                        at += 1
-                    r = roles[m]
-                    for i in range(role_name_bounds[r], role_name_bounds[r + 1]):
-                        out[at] = role_names[i]
-                        at += 1
-                    for b in _CONTENT_KEY:
-                        out[at] = b
-                        at += 1
-                    for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
-                        at = _put_json_char(out, at, cps[i])
-                    out[at] = 0x22  # "
-                    out[at + 1] = 0x7D  # }
-                    at += 2
-                out[at] = 0x5D  # ]
-                at += 1
+                at = _put_part(
+                    out,
+                    at,
+                    cps,
+                    content_bounds,
+                    roles,
+                    part_messages[p],
+                    part_messages[p + 1],
+                    role_names,
+                    role_name_bounds,
+                )
             part_bytes[p + 1] = at
     return out[:at], part_bytes
+
+
+@njit(cache=True, nogil=True)
+def json_lines(
+    cps: np.ndarray,
+    content_bounds: np.ndarray,
+    roles: np.ndarray,
+    part_messages: np.ndarray,
+    record_parts: np.ndarray,
+    records: np.ndarray,
+    ids: np.ndarray,
+    is_zh: np.ndarray,
+    source: np.ndarray,
+    part_keys: np.ndarray,
+    part_key_bounds: np.ndarray,
+    role_names: np.ndarray,
+    role_name_bounds: np.ndarray,
+    capacity: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The output lines of `records` (in that order), each `orjson.dumps(record.to_json())`
+    plus "\n": `{"id":ID,"source":SOURCE,"lang":"zh"|"en",KEY0 PART0 KEY1 PART1 ...}` with
+    `ids[j]` (24 hex digits) and `source` already JSON, KEYs as `part_keys` gives them
+    (`"messages":` or `"prompt":`, `,"chosen":`, `,"rejected":`). Returns the bytes and the
+    end of each line."""
+    out = np.empty(capacity + 64 * len(records) + len(source) * len(records), dtype=np.uint8)
+    ends = np.empty(len(records), dtype=np.int64)
+    at = 0
+    for j in range(len(records)):
+        k = records[j]
+        at = _put_bytes(out, at, _ID_KEY, 0, len(_ID_KEY))
+        at = _put_bytes(out, at, ids[j], 0, len(ids[j]))
+        at = _put_bytes(out, at, _SOURCE_KEY, 0, len(_SOURCE_KEY))
+        at = _put_bytes(out, at, source, 0, len(source))
+        lang = _ZH if is_zh[j] else _EN
+        at = _put_bytes(out, at, lang, 0, len(lang))
+        for q, p in enumerate(range(record_parts[k], record_parts[k + 1])):
+            at = _put_bytes(out, at, part_keys, part_key_bounds[q], part_key_bounds[q + 1])
+            at = _put_part(
+                out,
+                at,
+                cps,
+                content_bounds,
+                roles,
+                part_messages[p],
+                part_messages[p + 1],
+                role_names,
+                role_name_bounds,
+            )
+        out[at] = 0x7D  # }
+        out[at + 1] = 0x0A
+        at += 2
+        ends[j] = at
+    return out[:at], ends
+
+
+_ID_KEY = np.frombuffer(b'{"id":"', dtype=np.uint8).copy()
+_SOURCE_KEY = np.frombuffer(b'","source":', dtype=np.uint8).copy()
+_ZH = np.frombuffer(b',"lang":"zh",', dtype=np.uint8).copy()
+_EN = np.frombuffer(b',"lang":"en",', dtype=np.uint8).copy()

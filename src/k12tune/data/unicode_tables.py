@@ -22,17 +22,29 @@ composition never joins across it, so compose(reorder(NFKD(s))) is the concatena
 compose(NFKD(c)) = NFKC(c). Nearly all K12 text is simple: CJK ideographs, Kangxi radicals,
 full-width punctuation and forms, ASCII, accented Latin letters, Hangul syllables, emoji.
 
-Built once per process (about 0.4 s): code points of planes 4-13 (unassigned) and 15-16
-(private use) need no lookup; they are stable, simple, and neither letters nor space.
+Built once per machine (about 0.5 s: code points of planes 4-13 (unassigned) and 15-16
+(private use) need no lookup; they are stable, simple, and neither letters nor space), then
+loaded from a cache file (in K12TUNE_CACHE_DIR, default ~/.cache/k12tune) by every process
+that needs them, each worker of the data stage included. The file's name carries the Unicode
+version and a hash of this module's source, so an edit here or a new Python builds it again.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import logging
+import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
 
 import numpy as np
+
+from k12tune.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 N_CODE_POINTS = 0x110000
 CJK_RANGES: tuple[tuple[int, int], ...] = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF))
@@ -72,8 +84,38 @@ def _composition_seconds() -> set[int]:
     return seconds
 
 
+def cache_path() -> Path:
+    root = (
+        os.environ.get("K12TUNE_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "k12tune"
+    )
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return Path(root) / f"unicode-tables-{unicodedata.unidata_version}-{source}.npz"
+
+
 @functools.cache
 def unicode_tables() -> UnicodeTables:
+    """The tables, from the cache file when it is there and whole, else built (and cached)."""
+    path = cache_path()
+    try:
+        with np.load(path) as saved:
+            tables = UnicodeTables(*(saved[f.name] for f in fields(UnicodeTables)))
+        if all(len(table) == N_CODE_POINTS for table in astuple(tables)):
+            return tables
+    except (OSError, ValueError, KeyError):
+        pass  # absent, unreadable or from an older layout: build it
+    tables = build_unicode_tables()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f.name: getattr(tables, f.name) for f in fields(UnicodeTables)})
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # a read-only home: every process builds its own
+        log.debug("cannot cache the Unicode tables in %s: %s", path, exc)
+    return tables
+
+
+def build_unicode_tables() -> UnicodeTables:
     cjk = np.zeros(N_CODE_POINTS, dtype=np.uint8)
     letters = np.zeros(N_CODE_POINTS, dtype=np.uint8)
     space = np.zeros(N_CODE_POINTS, dtype=bool)
