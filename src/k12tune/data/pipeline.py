@@ -12,14 +12,13 @@ language and length of each training line stay in memory until the sampler has o
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
-import mmap
 import os
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import itemgetter
@@ -51,8 +50,10 @@ LENGTH_HIST_EDGES: tuple[int, ...] = (0, 64, 128, 256, 512, 1024, 2048, 4096)
 LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "datasets")
 # Below this much local input, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 << 20
-# The training file is copied from the spill files in windows of this many lines.
+# The training file is copied from the spill files in windows of this many lines, by this many
+# threads at most.
 _WINDOW = 8192
+_COPIERS = 4
 
 
 def output_names(stage: str) -> tuple[str, str]:
@@ -120,27 +121,29 @@ class TrainSpill:
     def write_in_order(self, out_path: Path, order: np.ndarray) -> int:
         """Write the spilled lines in `order`; returns the number of lines written.
 
-        The spill files are mapped and the lines copied out of the mapping: a system call per
-        line (pread) cost more than the copy itself. Mapped pages count as resident memory,
-        so they are released after each window of lines; the memory held stays a window's
-        worth whatever the size of the spill."""
+        pread, not mmap: a mapped spill file would count as resident memory for its size.
+        Each window of lines goes to its place in the file (pwrite at the sum of the sizes
+        before it), so a few threads can copy windows at once: the system calls, where the
+        time goes, release the GIL."""
         sizes = np.frombuffer(self.sizes, dtype=np.int64)[order]
+        ends = np.cumsum(sizes)
         file_nos = np.frombuffer(self.file_nos, dtype=np.int16)[order]
         offsets = np.frombuffer(self.offsets, dtype=np.int64)[order]
-        with open(out_path, "wb") as out, contextlib.ExitStack() as maps:
-            spills = [
-                maps.enter_context(mmap.mmap(fd, 0, access=mmap.ACCESS_READ)) if os.fstat(fd).st_size else b""
-                for fd in self.files.fds
-            ]
-            for start in range(0, len(order), _WINDOW):
+        fds = self.files.fds
+        with open(out_path, "wb") as out:
+            out_fd = out.fileno()
+
+            def copy(start: int) -> None:
                 window = slice(start, start + _WINDOW)
                 where = zip(
                     file_nos[window].tolist(), offsets[window].tolist(), sizes[window].tolist(), strict=True
                 )
-                out.write(b"".join([spills[f][o : o + n] for f, o, n in where]))
-                for spill in spills:
-                    if isinstance(spill, mmap.mmap):
-                        spill.madvise(mmap.MADV_DONTNEED)
+                lines = b"".join([os.pread(fds[file_no], size, offset) for file_no, offset, size in where])
+                os.pwrite(out_fd, lines, int(ends[start] - sizes[start]))
+
+            with ThreadPoolExecutor(min(_COPIERS, available_cpus())) as copiers:
+                for _ in copiers.map(copy, range(0, len(order), _WINDOW)):
+                    pass
         return len(order)
 
 
