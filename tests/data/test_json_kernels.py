@@ -10,9 +10,8 @@ import orjson
 
 from k12tune.config.data import DataConfig
 from k12tune.data import kernels
-from k12tune.data.batchtext import Columns
-from k12tune.data.dedup import _ROLE_NAME_BOUNDS, _ROLE_NAMES
-from k12tune.data.judge import Judge, hex_ids
+from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns
+from k12tune.data.judge import Judge, hex_ids, payload
 from k12tune.data.split import record_id
 from k12tune.records import ROLES, Origin, PrefRecord, SFTRecord
 
@@ -44,24 +43,23 @@ def record(rng: random.Random, stage: str) -> SFTRecord | PrefRecord:
     return PrefRecord(messages(rng.randrange(1, 3)), messages(1), messages(1), origin)
 
 
-def test_json_lines_and_parts_are_what_orjson_writes() -> None:
+def test_json_lines_and_records_are_what_orjson_writes() -> None:
     rng = random.Random(3)
     for stage in ("sft", "pref"):
         judge = Judge(stage, DataConfig())
         records = [record(rng, stage) for _ in range(300)]
         columns = Columns.of_records(records, range(len(records)))
         layout, cps = columns.layout, columns.texts.cps
-        capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, _ROLE_NAMES)
+        capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, ROLE_NAMES)
+        encoding = (judge.part_keys, judge.part_key_bounds, ROLE_NAMES, ROLE_NAME_BOUNDS, capacity)
         chosen = [k for k in range(len(records)) if rng.random() < 0.7]
         rng.shuffle(chosen)
         digests = b"".join(hashlib.sha256(str(k).encode()).digest() for k in chosen)
         is_zh = np.array([rng.random() < 0.5 for _ in chosen])
         source = '源 "quoted"'
         lines, ends = kernels.json_lines(
-            cps, layout.content_bounds, layout.roles, layout.part_messages, layout.record_parts,
-            np.asarray(chosen, dtype=np.int64), hex_ids(digests), is_zh,
-            np.frombuffer(orjson.dumps(source), dtype=np.uint8), judge.part_key_bytes, judge.part_key_bounds,
-            _ROLE_NAMES, _ROLE_NAME_BOUNDS, capacity,
+            cps, *layout.arrays(), np.asarray(chosen, dtype=np.int64), hex_ids(digests), is_zh,
+            np.frombuffer(orjson.dumps(source), dtype=np.uint8), *encoding,
         )  # fmt: skip
         expected = []
         for j, k in enumerate(chosen):
@@ -72,14 +70,9 @@ def test_json_lines_and_parts_are_what_orjson_writes() -> None:
         assert lines.tobytes() == b"".join(expected)
         assert ends.tolist() == np.cumsum([len(line) for line in expected]).tolist()
 
-        selected = np.array([rng.random() < 0.5 for _ in records])
-        blob, part_bytes = kernels.json_parts(
-            cps, layout.content_bounds, layout.roles, layout.part_messages, layout.record_parts,
-            selected, _ROLE_NAMES, _ROLE_NAME_BOUNDS, capacity,
-        )  # fmt: skip
-        data, bounds = blob.tobytes(), part_bytes.tolist()
-        for k, r in enumerate(records):
-            parts = [r.messages] if stage == "sft" else [r.prompt, r.chosen, r.rejected]
-            first = int(layout.record_parts[k])
-            got = [data[bounds[first + j] : bounds[first + j + 1]] for j in range(len(parts))]
-            assert got == ([orjson.dumps(p) for p in parts] if selected[k] else [b""] * len(parts))
+        # The rejects file's form: without id, source and lang.
+        rejected = np.array([k for k in range(len(records)) if rng.random() < 0.5], dtype=np.int64)
+        blob, ends = kernels.json_records(cps, *layout.arrays(), rejected, *encoding)
+        expected = [orjson.dumps(payload(records[k].to_json())) for k in rejected.tolist()]
+        assert blob.tobytes() == b"".join(expected)
+        assert ends.tolist() == np.cumsum([len(body) for body in expected]).tolist()

@@ -21,6 +21,9 @@ from k12tune.data.textstats import Texts
 from k12tune.records import ROLES, Message, PrefRecord, SFTRecord
 
 ROLE_CODES: dict[str, int] = {role: code for code, role in enumerate(ROLES)}
+# The role names as the kernels write them: role r is ROLE_NAMES[ROLE_NAME_BOUNDS[r]:ROLE_NAME_BOUNDS[r+1]].
+ROLE_NAMES = np.frombuffer("".join(ROLES).encode("ascii"), dtype=np.uint8)
+ROLE_NAME_BOUNDS = np.cumsum([0, *map(len, ROLES)], dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,10 @@ class MessageLayout:
     part_messages: np.ndarray
     record_parts: np.ndarray
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The four arrays, in the order the kernels take them."""
+        return self.content_bounds, self.roles, self.part_messages, self.record_parts
+
 
 def record_parts(record: SFTRecord | PrefRecord) -> list[list[Message]]:
     if isinstance(record, SFTRecord):
@@ -41,7 +48,7 @@ def record_parts(record: SFTRecord | PrefRecord) -> list[list[Message]]:
     return [record.prompt, record.chosen, record.rejected]
 
 
-def _offsets(sizes: list[int]) -> np.ndarray:
+def offsets(sizes: list[int]) -> np.ndarray:
     out = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=out[1:])
     return out
@@ -64,16 +71,16 @@ def batch_texts(records: Sequence[SFTRecord | PrefRecord]) -> tuple[Texts, Messa
             roles.extend(ROLE_CODES[m["role"]] for m in messages)
             part_sizes.append(len(messages))
     batch = Texts.of(texts)
-    part_messages = _offsets(part_sizes)
+    part_messages = offsets(part_sizes)
     # A content starts where its part text starts, plus the contents and "\n"s before it.
-    steps = _offsets([length + 1 for length in lengths])
+    steps = offsets([length + 1 for length in lengths])
     first_in_part = np.repeat(part_messages[:-1], part_sizes)
     starts = np.repeat(batch.bounds[:-1], part_sizes) + steps[:-1] - steps[first_in_part]
     bounds = np.empty(2 * len(lengths), dtype=np.int64)
     bounds[0::2] = starts
     bounds[1::2] = starts + np.asarray(lengths, dtype=np.int64)
     layout = MessageLayout(
-        bounds, np.asarray(roles, dtype=np.uint8), part_messages, _offsets(parts_per_record)
+        bounds, np.asarray(roles, dtype=np.uint8), part_messages, offsets(parts_per_record)
     )
     return batch, layout
 

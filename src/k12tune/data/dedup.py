@@ -13,15 +13,13 @@ import hashlib
 
 import numpy as np
 
-from k12tune.data.batchtext import MessageLayout, parts_of
+from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, MessageLayout, parts_of
 from k12tune.data.normalize import dedup_form
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
-from k12tune.records import ROLES, Message
+from k12tune.records import Message
 
 _TURN, _FIELD = "\x1e", "\x1f"
-_ROLE_NAMES = np.frombuffer("".join(ROLES).encode("ascii"), dtype=np.uint8)
-_ROLE_NAME_BOUNDS = np.cumsum([0, *map(len, ROLES)], dtype=np.int64)
 
 
 def reference_parts(parts: list[list[Message]]) -> list[bytes]:
@@ -44,13 +42,10 @@ def dedup_parts(texts: Texts, layout: MessageLayout, selected: np.ndarray) -> li
     tables = unicode_tables()
     buf, part_bytes, not_simple = kernels.dedup_forms_utf8(
         texts.cps,
-        layout.content_bounds,
-        layout.roles,
-        layout.part_messages,
-        layout.record_parts,
+        *layout.arrays(),
         selected,
-        _ROLE_NAMES,
-        _ROLE_NAME_BOUNDS,
+        ROLE_NAMES,
+        ROLE_NAME_BOUNDS,
         tables.nfkc,
         tables.simple,
         tables.space,

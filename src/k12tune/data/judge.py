@@ -22,9 +22,9 @@ import orjson
 
 from k12tune.config.data import DataConfig
 from k12tune.data.aliases import merged_aliases
-from k12tune.data.batchtext import Columns, MessageLayout, _offsets
+from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns, MessageLayout, offsets
 from k12tune.data.converters import ConversionError, to_pref, to_sft
-from k12tune.data.dedup import _ROLE_NAME_BOUNDS, _ROLE_NAMES, dedup_parts, digest
+from k12tune.data.dedup import dedup_parts, digest
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
 from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, parse_line, read_chunk
@@ -181,13 +181,13 @@ class Judge:
             from k12tune.data.sftscan import SftScanner
 
             self.scanner = SftScanner.of(self.aliases)
-        # `{"messages": ...}` / `{"prompt": ..., "chosen": ..., "rejected": ...}` keys, in order
-        self.part_keys = [
+        # The keys of the record's parts in its JSON, in order (see `kernels._put_body`).
+        keys = [
             (b"," if k else b"") + orjson.dumps(part) + b":"
             for k, part in enumerate(("messages",) if stage == "sft" else ("prompt", "chosen", "rejected"))
         ]
-        self.part_key_bytes = np.frombuffer(b"".join(self.part_keys), dtype=np.uint8)
-        self.part_key_bounds = np.cumsum([0, *map(len, self.part_keys)]).astype(np.int64)
+        self.part_keys = np.frombuffer(b"".join(keys), dtype=np.uint8)
+        self.part_key_bounds = np.cumsum([0, *map(len, keys)]).astype(np.int64)
 
     def _scan(self, chunk: JsonlChunk, source: str) -> tuple[Columns, list[tuple[int, RawItem]], int, int]:
         """A JSONL chunk through the compiled scanner: the records it reads (as columns), the
@@ -206,7 +206,7 @@ class Judge:
         positions = np.cumsum(is_record) - 1
         fast = np.flatnonzero(kinds == sftscan.FAST)
         parts = np.arange(len(fast) + 1, dtype=np.int64)
-        layout = MessageLayout(content_bounds, roles, _offsets(counts), parts)
+        layout = MessageLayout(content_bounds, roles, offsets(counts), parts)
         columns = Columns(
             Texts(cps, text_bounds),
             layout,
@@ -286,47 +286,27 @@ class Judge:
         survivors = [survivors[i] for i in order]
         digests = [digests[i] for i in order]
         layout, cps = columns.layout, columns.texts.cps
-        capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, _ROLE_NAMES)
+        capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, ROLE_NAMES)
+        encoding = (self.part_keys, self.part_key_bounds, ROLE_NAMES, ROLE_NAME_BOUNDS, capacity)
         if failed:
-            selected = np.zeros(len(columns), dtype=bool)
-            selected[[k for k, _, _ in failed]] = True
-            blob, part_bytes = kernels.json_parts(
-                cps,
-                layout.content_bounds,
-                layout.roles,
-                layout.part_messages,
-                layout.record_parts,
-                selected,
-                _ROLE_NAMES,
-                _ROLE_NAME_BOUNDS,
-                capacity,
-            )
-            data, ends, first_part = blob.tobytes(), part_bytes.tolist(), layout.record_parts.tolist()
-            for k, rule, detail in failed:
-                first = first_part[k]
-                body = b"".join(
-                    key + data[ends[first + j] : ends[first + j + 1]] for j, key in enumerate(self.part_keys)
-                )
+            records = np.array([k for k, _, _ in failed], dtype=np.int64)
+            blob, ends = kernels.json_records(cps, *layout.arrays(), records, *encoding)
+            data, starts = blob.tobytes(), [0, *ends.tolist()]
+            for j, (k, rule, detail) in enumerate(failed):
                 origin = Origin(out.source, columns.files[k], int(columns.lines[k]))
-                line = reject_line_of_json(self.stage, origin, rule, detail, b"{" + body + b"}")
+                line = reject_line_of_json(self.stage, origin, rule, detail, data[starts[j] : starts[j + 1]])
                 out.rejects.append((int(columns.positions[k]), rule, line))
         out.digests = b"".join(digests)
         is_zh = view.lang[survivors] == "zh"
+        source = np.frombuffer(orjson.dumps(out.source), dtype=np.uint8)
         lines, out.line_ends = kernels.json_lines(
             cps,
-            layout.content_bounds,
-            layout.roles,
-            layout.part_messages,
-            layout.record_parts,
+            *layout.arrays(),
             np.asarray(survivors, dtype=np.int64),
             hex_ids(out.digests),
             is_zh,
-            np.frombuffer(orjson.dumps(out.source), dtype=np.uint8),
-            self.part_key_bytes,
-            self.part_key_bounds,
-            _ROLE_NAMES,
-            _ROLE_NAME_BOUNDS,
-            capacity,
+            source,
+            *encoding,
         )
         out.lines = lines.tobytes()
         out.positions = columns.positions[survivors].tolist()

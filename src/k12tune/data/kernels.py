@@ -304,46 +304,84 @@ def _put_part(
 def json_capacity(
     cps: np.ndarray, roles: np.ndarray, part_messages: np.ndarray, role_names: np.ndarray
 ) -> int:
-    """Bytes enough for every part: a code point takes at most 6 (an escape), a message its keys
-    and role name, a part its brackets and key."""
+    """Bytes enough for the body of every record: a code point takes at most 6 (an escape), a
+    message its keys and role name, a part its brackets and key, a record its braces."""
     return 6 * len(cps) + (role_names.size + 32) * len(roles) + 16 * len(part_messages)
 
 
 @njit(cache=True, nogil=True)
-def json_parts(
+def _put_body(
+    out: np.ndarray,
+    at: int,
+    k: int,
     cps: np.ndarray,
     content_bounds: np.ndarray,
     roles: np.ndarray,
     part_messages: np.ndarray,
     record_parts: np.ndarray,
-    selected: np.ndarray,
+    part_keys: np.ndarray,
+    part_key_bounds: np.ndarray,
+    role_names: np.ndarray,
+    role_name_bounds: np.ndarray,
+) -> int:
+    """Record k's parts, each after its key: `KEY0 PART0 KEY1 PART1 ...`, KEYs as `part_keys`
+    gives them (`"messages":` or `"prompt":`, `,"chosen":`, `,"rejected":`)."""
+    for q, p in enumerate(range(record_parts[k], record_parts[k + 1])):
+        at = _put_bytes(out, at, part_keys, part_key_bounds[q], part_key_bounds[q + 1])
+        at = _put_part(
+            out,
+            at,
+            cps,
+            content_bounds,
+            roles,
+            part_messages[p],
+            part_messages[p + 1],
+            role_names,
+            role_name_bounds,
+        )
+    return at
+
+
+@njit(cache=True, nogil=True)
+def json_records(
+    cps: np.ndarray,
+    content_bounds: np.ndarray,
+    roles: np.ndarray,
+    part_messages: np.ndarray,
+    record_parts: np.ndarray,
+    records: np.ndarray,
+    part_keys: np.ndarray,
+    part_key_bounds: np.ndarray,
     role_names: np.ndarray,
     role_name_bounds: np.ndarray,
     capacity: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every part of every selected record as the bytes `orjson.dumps` gives for its message
-    list `[{"role": r, "content": c}, ...]` (layout as in `dedup_forms_utf8`). Returns the
-    bytes and the part byte bounds (part p is `out[part_bytes[p]:part_bytes[p+1]]`, empty when
-    its record is not selected)."""
-    out = np.empty(capacity, dtype=np.uint8)
-    part_bytes = np.zeros(len(part_messages), dtype=np.int64)
+    """`records` (in that order) as `orjson.dumps` writes their parts under their keys:
+    `{KEY0 PART0 ...}` (see `_put_body`), the form the rejects file shows. Returns the bytes
+    and the end of each record."""
+    out = np.empty(capacity + 2 * len(records), dtype=np.uint8)
+    ends = np.empty(len(records), dtype=np.int64)
     at = 0
-    for k in range(len(record_parts) - 1):
-        for p in range(record_parts[k], record_parts[k + 1]):
-            if selected[k]:
-                at = _put_part(
-                    out,
-                    at,
-                    cps,
-                    content_bounds,
-                    roles,
-                    part_messages[p],
-                    part_messages[p + 1],
-                    role_names,
-                    role_name_bounds,
-                )
-            part_bytes[p + 1] = at
-    return out[:at], part_bytes
+    for j in range(len(records)):
+        out[at] = 0x7B  # {
+        at = _put_body(
+            out,
+            at + 1,
+            records[j],
+            cps,
+            content_bounds,
+            roles,
+            part_messages,
+            record_parts,
+            part_keys,
+            part_key_bounds,
+            role_names,
+            role_name_bounds,
+        )
+        out[at] = 0x7D  # }
+        at += 1
+        ends[j] = at
+    return out[:at], ends
 
 
 @njit(cache=True, nogil=True)
@@ -364,34 +402,33 @@ def json_lines(
     capacity: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The output lines of `records` (in that order), each `orjson.dumps(record.to_json())`
-    plus "\n": `{"id":ID,"source":SOURCE,"lang":"zh"|"en",KEY0 PART0 KEY1 PART1 ...}` with
-    `ids[j]` (24 hex digits) and `source` already JSON, KEYs as `part_keys` gives them
-    (`"messages":` or `"prompt":`, `,"chosen":`, `,"rejected":`). Returns the bytes and the
-    end of each line."""
+    plus "\n": `{"id":ID,"source":SOURCE,"lang":"zh"|"en",KEY0 PART0 ...}` (see `_put_body`)
+    with `ids[j]` (24 hex digits) and `source` already JSON. Returns the bytes and the end of
+    each line."""
     out = np.empty(capacity + 64 * len(records) + len(source) * len(records), dtype=np.uint8)
     ends = np.empty(len(records), dtype=np.int64)
     at = 0
     for j in range(len(records)):
-        k = records[j]
         at = _put_bytes(out, at, _ID_KEY, 0, len(_ID_KEY))
         at = _put_bytes(out, at, ids[j], 0, len(ids[j]))
         at = _put_bytes(out, at, _SOURCE_KEY, 0, len(_SOURCE_KEY))
         at = _put_bytes(out, at, source, 0, len(source))
         lang = _ZH if is_zh[j] else _EN
         at = _put_bytes(out, at, lang, 0, len(lang))
-        for q, p in enumerate(range(record_parts[k], record_parts[k + 1])):
-            at = _put_bytes(out, at, part_keys, part_key_bounds[q], part_key_bounds[q + 1])
-            at = _put_part(
-                out,
-                at,
-                cps,
-                content_bounds,
-                roles,
-                part_messages[p],
-                part_messages[p + 1],
-                role_names,
-                role_name_bounds,
-            )
+        at = _put_body(
+            out,
+            at,
+            records[j],
+            cps,
+            content_bounds,
+            roles,
+            part_messages,
+            record_parts,
+            part_keys,
+            part_key_bounds,
+            role_names,
+            role_name_bounds,
+        )
         out[at] = 0x7D  # }
         out[at + 1] = 0x0A
         at += 2
