@@ -27,7 +27,7 @@ from k12tune.data.converters import ConversionError, to_pref, to_sft
 from k12tune.data.dedup import dedup_parts, digest
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
 from k12tune.data.normalize import clean_text
-from k12tune.data.readers import JsonlChunk, RawItem, parse_line, read_chunk
+from k12tune.data.readers import JsonlChunk, RawItem, chunk_bytes, parse_line, read_chunk
 from k12tune.data.split import copies, is_val
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
@@ -196,9 +196,7 @@ class Judge:
         from k12tune.data import sftscan
 
         assert self.scanner is not None
-        with open(chunk.path, "rb") as handle:
-            handle.seek(chunk.start)
-            data = handle.read(chunk.end - chunk.start)
+        data = chunk_bytes(chunk)
         line_ends, kinds, cps, text_bounds, counts, roles, content_bounds = self.scanner.scan(
             np.frombuffer(data, dtype=np.uint8), unicode_tables().space
         )

@@ -141,14 +141,18 @@ def jsonl_chunks(path: Path, stats: ReadStats) -> Iterator[JsonlChunk]:
     stats.files[name] = hasher.hexdigest()
 
 
+def chunk_bytes(chunk: JsonlChunk) -> bytes:
+    with open(chunk.path, "rb") as handle:
+        handle.seek(chunk.start)
+        return handle.read(chunk.end - chunk.start)
+
+
 def read_chunk(chunk: JsonlChunk, source: str) -> tuple[list[RawItem], int]:
     """The chunk's non-blank lines parsed, with their numbers, and how many lines were blank
     (white space only; a blank last line without a newline is not counted)."""
     from k12tune.data import kernels
 
-    with open(chunk.path, "rb") as handle:
-        handle.seek(chunk.start)
-        data = handle.read(chunk.end - chunk.start)
+    data = chunk_bytes(chunk)
     lines = data.split(b"\n")
     plain = kernels.plain_lines(np.frombuffer(data, dtype=np.uint8), len(lines)).tolist()
     items = []

@@ -131,12 +131,7 @@ def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[
                     i += 6
             else:
                 return -1, at, dirty
-            out[at] = c
-            at += 1
-            if _needs_cleaning(c):
-                dirty = True
-            continue
-        if b < 0x80:
+        elif b < 0x80:
             if b < 0x20:  # raw control characters are not allowed in JSON strings
                 return -1, at, dirty
             out[at] = b
@@ -147,7 +142,7 @@ def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[
             continue
         # UTF-8: lead byte, continuation bytes 10xxxxxx; no overlong form, surrogate or
         # code point above U+10FFFF (orjson refuses those lines).
-        if 0xC2 <= b <= 0xDF and i + 1 < end:
+        elif 0xC2 <= b <= 0xDF and i + 1 < end:
             b1 = np.int64(d[i + 1])
             if (b1 & 0xC0) != 0x80:
                 return -1, at, dirty
@@ -323,7 +318,7 @@ def _turns(
     role_bounds: np.ndarray,
     role_codes: np.ndarray,
     space: np.ndarray,
-    stack: np.ndarray,
+    fields: np.ndarray,
     closers: np.ndarray,
 ) -> tuple[int, int, int]:
     """Parse the list of turns at d[i] (a '['), each a {role, content} or {from, value} object
@@ -338,7 +333,7 @@ def _turns(
             return -1, at, n_turns
         # kind, start, end of the role / content / from / value values
         for k in range(4):
-            stack[3 * k] = _ABSENT
+            fields[k, 0] = _ABSENT
         i = _ws(d, i + 1, end)
         if i < end and d[i] == 0x7D:
             return -1, at, n_turns
@@ -356,18 +351,16 @@ def _turns(
             if i >= end:
                 return -1, at, n_turns
             if key >= 0:
-                if stack[3 * key] != _ABSENT:
+                if fields[key, 0] != _ABSENT:
                     return -1, at, n_turns  # a duplicate key: the last one would win
                 if d[i] == 0x22:
                     i, value_end, dirty = _string(d, i, end, scratch, at)
                     if i < 0 or dirty:
                         return -1, at, n_turns
-                    stack[3 * key] = _STRING
-                    stack[3 * key + 1] = at
-                    stack[3 * key + 2] = value_end
+                    fields[key, 0], fields[key, 1], fields[key, 2] = _STRING, at, value_end
                     at = value_end
                 else:
-                    stack[3 * key] = _OTHER
+                    fields[key, 0] = _OTHER
                     i = _skip_value(d, i, end, scratch[at:], closers)
             else:
                 i = _skip_value(d, i, end, scratch[at:], closers)
@@ -382,13 +375,13 @@ def _turns(
                 break
             return -1, at, n_turns
         # `_message`: {from, value} when either key is there, else {role, content}.
-        pair = 2 if stack[6] != _ABSENT or stack[9] != _ABSENT else 0
-        if stack[3 * pair] != _STRING or stack[3 * pair + 3] != _STRING:
+        pair = 2 if fields[2, 0] != _ABSENT or fields[3, 0] != _ABSENT else 0
+        if fields[pair, 0] != _STRING or fields[pair + 1, 0] != _STRING:
             return -1, at, n_turns
-        role = _match(scratch, stack[3 * pair + 1], stack[3 * pair + 2], role_names, role_bounds)
+        role = _match(scratch, fields[pair, 1], fields[pair, 2], role_names, role_bounds)
         if role < 0:
             return -1, at, n_turns
-        a, b = _strip(scratch, stack[3 * pair + 4], stack[3 * pair + 5], space)
+        a, b = _strip(scratch, fields[pair + 1, 1], fields[pair + 1, 2], space)
         if a == b:
             return -1, at, n_turns
         turn_role[n_turns] = role_codes[role]
@@ -427,11 +420,11 @@ def scan_sft_lines(
     role_bounds: np.ndarray,
     role_codes: np.ndarray,
     space: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """See the module docstring. Returns per line its kind and byte end (the b"\\n" or the end
-    of `d`), and for the FAST lines in line order: the code points of their conversations
-    (contents joined by "\\n", stripped), the conversation bounds, the number of messages of
-    each, their roles and their content bounds (two per message)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """See the module docstring. Line k of `d` ends at `line_ends[k]` (its b"\\n", or the end
+    of `d`). Returns per line its kind, and for the FAST lines in line order: the code points
+    of their conversations (contents joined by "\\n", stripped), the conversation bounds, the
+    number of messages of each, their roles and their content bounds (two per message)."""
     n = len(d)
     n_lines = len(line_ends)
     kinds = np.zeros(n_lines, dtype=np.uint8)
@@ -449,7 +442,7 @@ def scan_sft_lines(
     kind = np.empty(n_names, dtype=np.int64)
     span = np.empty((n_names, 3), dtype=np.int64)  # STRING: start, end, dirty; TURNS: first, count
     best = np.empty(n_fields, dtype=np.int64)
-    stack = np.empty(12, dtype=np.int64)
+    fields = np.empty((len(_TURN_KEYS), 3), dtype=np.int64)  # per turn key: kind, start, end
     closers = np.empty(_MAX_DEPTH, dtype=np.uint8)
     msg_role = np.empty(max_turns + 3, dtype=np.int64)
     msg_span = np.empty((max_turns + 3, 4), dtype=np.int64)  # content, then an appended input
@@ -515,7 +508,7 @@ def scan_sft_lines(
                     role_bounds,
                     role_codes,
                     space,
-                    stack,
+                    fields,
                     closers,
                 )
                 kind[name] = _TURNS
