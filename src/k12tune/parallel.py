@@ -47,31 +47,51 @@ def _run_task(fn: Callable[[In], Out], item: In) -> Out:
         gc.collect(0)
 
 
-def ordered_map(
-    fn: Callable[[In], Out],
-    inputs: Iterable[In],
-    workers: int,
-    initializer: Callable[..., None],
-    initargs: tuple[Any, ...] = (),
-) -> Iterator[Out]:
-    """`map(fn, inputs)` over `workers` processes, each set up once by `initializer(*initargs)`.
-    `fn` and the inputs must be picklable; the first exception raised by `fn` is re-raised."""
-    if workers <= 1:
-        initializer(*initargs)
-        yield from map(fn, inputs)
-        return
-    # forkserver: workers start from a clean, single-threaded server process instead of a copy
-    # of this one (fork would copy any threads' locks held at that instant).
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(initializer, initargs)
-    ) as pool:
+class WorkerPool:
+    """Worker processes, each set up once by `initializer(*initargs)`, for the whole of a
+    stage: `map` can be called several times (the data stage judges batches, then copies the
+    training file in windows) without paying the start-up again. With one worker nothing is
+    spawned and the work runs in this process."""
+
+    def __init__(
+        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...] = ()
+    ) -> None:
+        self.workers = workers
+        self.initializer, self.initargs = initializer, initargs
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> WorkerPool:
+        if self.workers <= 1:
+            self.initializer(*self.initargs)
+            return self
+        # forkserver: workers start from a clean, single-threaded server process instead of a
+        # copy of this one (fork would copy any threads' locks held at that instant).
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_start_worker,
+            initargs=(self.initializer, self.initargs),
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def map(self, fn: Callable[[In], Out], inputs: Iterable[In]) -> Iterator[Out]:
+        """`map(fn, inputs)` in the workers, results in input order, at most `2 * workers`
+        inputs in flight. `fn` and the inputs must be picklable; the first exception raised
+        by `fn` is re-raised."""
+        if self._pool is None:
+            yield from map(fn, inputs)
+            return
         pending: deque[Future[Out]] = deque()
         try:
             for item in inputs:
-                pending.append(pool.submit(_run_task, fn, item))
-                if len(pending) >= 2 * workers:
+                pending.append(self._pool.submit(_run_task, fn, item))
+                if len(pending) >= 2 * self.workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

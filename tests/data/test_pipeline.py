@@ -139,9 +139,13 @@ def test_two_runs_are_byte_identical(real_config: DataConfig, tmp_path: Path) ->
     assert m1["outputs"] == m2["outputs"] and m1["inputs"] == m2["inputs"]
 
 
-def test_worker_processes_give_byte_identical_outputs(real_config: DataConfig, tmp_path: Path) -> None:
-    # Small batches, so that many are in flight at once and arrive out of order.
+def test_worker_processes_give_byte_identical_outputs(
+    real_config: DataConfig, tmp_path: Path, monkeypatch
+) -> None:
+    # Small batches, so that many are in flight at once and arrive out of order, and small
+    # windows of the training file's copy, so that the workers share it.
     real_config.batch_size = 37
+    monkeypatch.setattr(pipeline, "_WINDOW", 29)
     real_config.workers = 1
     prepare_data(real_config)
     one = {name: (Path(real_config.out_dir) / name).read_bytes() for name in OUTPUTS}

@@ -31,6 +31,7 @@ from k12tune.data.readers import JsonlChunk, RawItem, chunk_bytes, parse_line, r
 from k12tune.data.split import copies, is_val
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
+from k12tune.fileio import write_all
 from k12tune.records import Origin, PrefRecord, SFTRecord
 
 STAGE_PARTS: dict[str, tuple[str, ...]] = {
@@ -124,9 +125,12 @@ class Verdicts:
         reads back only the lines it keeps, once, instead of receiving every line through a
         pipe (pickled, copied twice by the kernel, unpickled)."""
         self.spill = os.path.join(folder, f".lines-{os.getpid()}")
-        with open(self.spill, "ab") as handle:
-            self.spill_offset = handle.tell()
-            handle.write(self.lines)
+        fd = os.open(self.spill, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self.spill_offset = os.lseek(fd, 0, os.SEEK_END)
+            write_all(fd, self.lines)
+        finally:
+            os.close(fd)
         self.lines = b""
 
 

@@ -13,7 +13,10 @@ which the pipeline's main process, the dry run and `--help` do not need.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 _NGRAM = 4
 # Multipliers of the 4-gram hash (odd 64-bit constants from splitmix64 / xxhash).
@@ -440,3 +443,44 @@ _ID_KEY = np.frombuffer(b'{"id":"', dtype=np.uint8).copy()
 _SOURCE_KEY = np.frombuffer(b'","source":', dtype=np.uint8).copy()
 _ZH = np.frombuffer(b',"lang":"zh",', dtype=np.uint8).copy()
 _EN = np.frombuffer(b',"lang":"en",', dtype=np.uint8).copy()
+
+
+@intrinsic
+def _pread(typingctx, fd, out, at, size, offset):
+    """libc `pread(fd, &out[at], size, offset)`. Declared by symbol name, so the compiled
+    code links against the process's libc when it is loaded, and can be cached (a ctypes
+    function pointer is an address, which numba will not cache)."""
+    sig = types.int64(types.int64, out, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        fd_arg, out_arg, at_arg, size_arg, offset_arg = args
+        i64 = ir.IntType(64)
+        byte_ptr = ir.IntType(8).as_pointer()
+        pread = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i64, [ir.IntType(32), byte_ptr, i64, i64]), "pread"
+        )
+        data = context.make_array(signature.args[1])(context, builder, out_arg).data
+        target = builder.bitcast(builder.gep(data, [at_arg]), byte_ptr)
+        return builder.call(pread, [builder.trunc(fd_arg, ir.IntType(32)), target, size_arg, offset_arg])
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True)
+def gather_lines(
+    fds: np.ndarray, file_nos: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, out: np.ndarray
+) -> int:
+    """Read line i (`sizes[i]` bytes at `offsets[i]` of file descriptor `fds[file_nos[i]]`) into
+    `out`, one after another. Returns the number of bytes read, or -1 - i when line i could
+    not be read whole (error or end of file). One system call per line, without the
+    interpreter's cost per call (which was 60% of the copy)."""
+    at = 0
+    for i in range(len(sizes)):
+        done = 0
+        while done < sizes[i]:
+            got = _pread(fds[file_nos[i]], out, at + done, sizes[i] - done, offsets[i] + done)
+            if got <= 0:
+                return -1 - i
+            done += got
+        at += done
+    return at

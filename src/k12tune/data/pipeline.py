@@ -18,12 +18,11 @@ import os
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import orjson
@@ -33,12 +32,14 @@ from k12tune.config.data import DataConfig
 from k12tune.data.dedup import Deduplicator
 from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
 from k12tune.data.judge import RawBatch, Verdicts, judge_batch, payload, reject_line, start_worker
+from k12tune.data.linecopy import LineWindow, copy_window
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.data.readers import JsonlChunk, ReadStats, find_data_files, iter_work, local_dir
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import record_id
+from k12tune.fileio import ChunkedFile
 from k12tune.manifest import remove_manifest, write_manifest
-from k12tune.parallel import available_cpus, ordered_map
+from k12tune.parallel import WorkerPool, available_cpus
 from k12tune.records import Origin
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,8 @@ LENGTH_HIST_EDGES: tuple[int, ...] = (0, 64, 128, 256, 512, 1024, 2048, 4096)
 LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "datasets")
 # Below this much local input, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 << 20
-# The training file is copied from the spill files in windows of this many lines, by this many
-# threads at most.
-_WINDOW = 8192
-_COPIERS = 4
+# The training file is copied from the spill files in windows of this many lines (see `linecopy`).
+_WINDOW = 16384
 
 
 def output_names(stage: str) -> tuple[str, str]:
@@ -118,32 +117,29 @@ class TrainSpill:
             when_exhausted=cfg.mix.when_exhausted,
         )
 
-    def write_in_order(self, out_path: Path, order: np.ndarray) -> int:
-        """Write the spilled lines in `order`; returns the number of lines written.
+    def write_in_order(self, out_path: Path, order: np.ndarray, pool: WorkerPool) -> int:
+        """Write the spilled lines in `order` (windows of `_WINDOW` lines copied by the
+        workers, see `linecopy`); returns the number of lines written.
 
-        pread, not mmap: a mapped spill file would count as resident memory for its size.
-        Each window of lines goes to its place in the file (pwrite at the sum of the sizes
-        before it), so a few threads can copy windows at once: the system calls, where the
-        time goes, release the GIL."""
+        pread, not mmap: a mapped spill file would count as resident memory for its size."""
         sizes = np.frombuffer(self.sizes, dtype=np.int64)[order]
         ends = np.cumsum(sizes)
         file_nos = np.frombuffer(self.file_nos, dtype=np.int16)[order]
         offsets = np.frombuffer(self.offsets, dtype=np.int64)[order]
-        fds = self.files.fds
-        with open(out_path, "wb") as out:
-            out_fd = out.fileno()
-
-            def copy(start: int) -> None:
-                window = slice(start, start + _WINDOW)
-                where = zip(
-                    file_nos[window].tolist(), offsets[window].tolist(), sizes[window].tolist(), strict=True
-                )
-                lines = b"".join([os.pread(fds[file_no], size, offset) for file_no, offset, size in where])
-                os.pwrite(out_fd, lines, int(ends[start] - sizes[start]))
-
-            with ThreadPoolExecutor(min(_COPIERS, available_cpus())) as copiers:
-                for _ in copiers.map(copy, range(0, len(order), _WINDOW)):
-                    pass
+        out_path.touch()
+        windows = (
+            LineWindow(
+                self.files.paths,
+                file_nos[start : start + _WINDOW],
+                offsets[start : start + _WINDOW],
+                sizes[start : start + _WINDOW],
+                str(out_path),
+                int(ends[start] - sizes[start]),
+            )
+            for start in range(0, len(order), _WINDOW)
+        )
+        for _ in pool.map(copy_window, windows):
+            pass
         return len(order)
 
 
@@ -196,7 +192,7 @@ class RejectsWriter:
     pipeline that judged one batch at a time, kept so that the file stays the same whatever
     the unit of parallel work (JSONL files travel as byte ranges, not batches)."""
 
-    def __init__(self, handle: BinaryIO, batch_size: int) -> None:
+    def __init__(self, handle: ChunkedFile, batch_size: int) -> None:
         self.handle, self.batch_size = handle, batch_size
         self.source: tuple[str, str] | None = None
         self.first = 0  # index in its source's stream of the next record to arrive
@@ -257,7 +253,7 @@ class StageWriter:
         self.dedup = Deduplicator()
         train_name, val_name = output_names(stage)
         self.train_path = staging / train_name
-        self.val_out = open(staging / val_name, "wb")  # noqa: SIM115 - closed in finish
+        self.val_out = ChunkedFile(staging / val_name)
         self.spill = TrainSpill(files)
 
     def start_source(self, spec: SourceSpec) -> None:
@@ -316,12 +312,12 @@ class StageWriter:
         self.spill.add(v, file_no, train)
         self.tally.train_records += len(train)
 
-    def finish(self) -> StageTally:
+    def finish(self, pool: WorkerPool) -> StageTally:
         """Write the training file in the sampler's order."""
         self.val_out.close()
         sampler = self.spill.sampler(self.cfg)
         order = sampler.order()
-        self.tally.train_lines = self.spill.write_in_order(self.train_path, order)
+        self.tally.train_lines = self.spill.write_in_order(self.train_path, order, pool)
         self.tally.train_zh_lines = int(sampler.is_zh[order].sum())
         return self.tally
 
@@ -434,19 +430,20 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
     workers = resolve_workers(cfg)
     log.info("judging batches in %d process%s", workers, "es" if workers > 1 else "")
     with staging_dir(out_dir) as staging:
-        with open(staging / REJECTED, "wb") as rejects_file:
+        with ChunkedFile(staging / REJECTED) as rejects_file:
             rejects = RejectsWriter(rejects_file, cfg.batch_size)
             files = LineFiles()
             try:
                 writers = {stage: StageWriter(stage, cfg, staging, rejects, files) for stage in STAGES}
                 batches = _raw_batches(cfg, writers, read_stats, staging)
-                for verdicts in ordered_map(judge_batch, batches, workers, start_worker, (cfg,)):
-                    read_stats.blank_lines += verdicts.blank_lines
-                    writers[verdicts.stage].add(verdicts)
-                rejects.flush()
-                for stage, writer in writers.items():
-                    report[stage] = stage_report(writer.finish())
-                    _warn_on_hints(stage, report[stage])
+                with WorkerPool(workers, start_worker, (cfg,)) as pool:
+                    for verdicts in pool.map(judge_batch, batches):
+                        read_stats.blank_lines += verdicts.blank_lines
+                        writers[verdicts.stage].add(verdicts)
+                    rejects.flush()
+                    for stage, writer in writers.items():
+                        report[stage] = stage_report(writer.finish(pool))
+                        _warn_on_hints(stage, report[stage])
             finally:
                 files.close()
         report["inputs"] = {"blank_lines": read_stats.blank_lines, "empty_files": read_stats.empty_files}
