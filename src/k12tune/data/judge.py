@@ -32,6 +32,7 @@ from k12tune.data.split import copies, is_val
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
 from k12tune.fileio import write_all
+from k12tune.memory import keep_freed_memory
 from k12tune.records import Origin, PrefRecord, SFTRecord
 
 STAGE_PARTS: dict[str, tuple[str, ...]] = {
@@ -325,7 +326,9 @@ _JUDGES: dict[str, Judge] = {}
 
 
 def start_worker(cfg: DataConfig) -> None:
-    """Process initialiser: the judges and the Unicode tables, built once per process."""
+    """Process initialiser: the judges and the Unicode tables, built once per process, and
+    the allocator told to keep the memory that every batch frees (see `memory`)."""
+    keep_freed_memory()
     unicode_tables()
     for stage in STAGE_PARTS:
         _JUDGES[stage] = Judge(stage, cfg)
