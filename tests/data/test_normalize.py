@@ -11,7 +11,7 @@ import pytest
 
 from k12tune.data import dedup
 from k12tune.data.batchtext import batch_texts
-from k12tune.data.dedup import dedup_parts, reference_parts
+from k12tune.data.dedup import DedupForms, dedup_parts, digest, reference_parts
 from k12tune.data.unicode_tables import N_CODE_POINTS, unicode_tables
 from k12tune.records import ROLES, Origin, PrefRecord, SFTRecord
 
@@ -110,6 +110,19 @@ def test_only_selected_records_get_forms_in_order() -> None:
     selected = np.array([rng.random() < 0.5 for _ in records])
     expected = [definition(r) for r, keep in zip(records, selected, strict=True) if keep]
     assert forms_of(records, selected) == expected
+
+
+def test_digests_hash_each_record_key_in_one_stretch() -> None:
+    """`DedupForms.digests` hashes slices of one buffer; it must equal `digest` over the parts
+    for every record, those of the unicodedata path and the unselected ones' neighbours too."""
+    rng = random.Random(13)
+    for alphabet in (TRICKY, SIMPLE):
+        records = [random_record(rng, alphabet) for _ in range(200)]
+        selected = np.array([rng.random() < 0.7 for _ in records])
+        forms = DedupForms(*batch_texts(records), selected)
+        expected = [digest(definition(r)) for r, keep in zip(records, selected, strict=True) if keep]
+        assert forms.digests() == expected
+        assert forms.records.tolist() == np.flatnonzero(selected).tolist()
 
 
 def test_dedup_forms_fold_width_space_and_keep_roles() -> None:

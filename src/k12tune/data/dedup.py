@@ -33,36 +33,60 @@ def reference_parts(parts: list[list[Message]]) -> list[bytes]:
     ]
 
 
-def dedup_parts(texts: Texts, layout: MessageLayout, selected: np.ndarray) -> list[list[bytes]]:
-    """The dedup form of each part of each selected record (in record order), from the batch's
-    code points by table lookup; a record holding a non-simple code point takes
-    `reference_parts` instead."""
-    from k12tune.data import kernels
+class DedupForms:
+    """The dedup forms of a batch's selected records, from its code points by table lookup (a
+    record holding a non-simple code point takes `reference_parts` instead), kept as one
+    buffer in which each record's key (its parts joined by 0x1F 0x1F) is one stretch: the
+    digests hash slices of it, with no bytes object per part."""
 
-    tables = unicode_tables()
-    buf, part_bytes, not_simple = kernels.dedup_forms_utf8(
-        texts.cps,
-        *layout.arrays(),
-        selected,
-        ROLE_NAMES,
-        ROLE_NAME_BOUNDS,
-        tables.nfkc,
-        tables.simple,
-        tables.space,
-    )
-    blob = buf.tobytes()
-    part_ends = part_bytes.tolist()
-    record_parts_at = layout.record_parts.tolist()
-    not_simple = not_simple.tolist()
-    forms = []
-    for k in np.flatnonzero(selected).tolist():
-        if not_simple[k]:
-            forms.append(reference_parts(parts_of(texts, layout, k)))
-            continue
-        forms.append(
-            [blob[part_ends[p] : part_ends[p + 1]] for p in range(record_parts_at[k], record_parts_at[k + 1])]
+    def __init__(self, texts: Texts, layout: MessageLayout, selected: np.ndarray) -> None:
+        from k12tune.data import kernels
+
+        tables = unicode_tables()
+        buf, part_starts, part_ends, not_simple = kernels.dedup_forms_utf8(
+            texts.cps,
+            *layout.arrays(),
+            selected,
+            ROLE_NAMES,
+            ROLE_NAME_BOUNDS,
+            tables.nfkc,
+            tables.simple,
+            tables.space,
         )
-    return forms
+        self.records = np.flatnonzero(selected)
+        self._blob = memoryview(buf.tobytes())
+        first_part = layout.record_parts[self.records]
+        last_part = layout.record_parts[self.records + 1] - 1
+        self._key_starts, self._key_ends = part_starts[first_part].tolist(), part_ends[last_part].tolist()
+        self._part_starts, self._part_ends = part_starts.tolist(), part_ends.tolist()
+        self._record_parts = layout.record_parts.tolist()
+        self._reference = {
+            j: reference_parts(parts_of(texts, layout, k))
+            for j, k in enumerate(self.records.tolist())
+            if not_simple[k]
+        }
+
+    def parts(self, j: int) -> list[bytes]:
+        """The dedup form of each part of the j-th selected record."""
+        if j in self._reference:
+            return self._reference[j]
+        k = int(self.records[j])
+        parts = range(self._record_parts[k], self._record_parts[k + 1])
+        return [self._blob[self._part_starts[p] : self._part_ends[p]].tobytes() for p in parts]
+
+    def digests(self) -> list[bytes]:
+        """`digest` of every selected record, in order."""
+        blob, sha256 = self._blob, hashlib.sha256
+        digests = [sha256(blob[a:b]).digest() for a, b in zip(self._key_starts, self._key_ends, strict=True)]
+        for j, parts in self._reference.items():
+            digests[j] = digest(parts)
+        return digests
+
+
+def dedup_parts(texts: Texts, layout: MessageLayout, selected: np.ndarray) -> list[list[bytes]]:
+    """The dedup form of each part of each selected record (in record order)."""
+    forms = DedupForms(texts, layout, selected)
+    return [forms.parts(j) for j in range(len(forms.records))]
 
 
 def digest(parts: list[bytes]) -> bytes:

@@ -24,7 +24,7 @@ from k12tune.config.data import DataConfig
 from k12tune.data.aliases import merged_aliases
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns, MessageLayout, offsets
 from k12tune.data.converters import ConversionError, to_pref, to_sft
-from k12tune.data.dedup import dedup_parts, digest
+from k12tune.data.dedup import DedupForms
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
 from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, chunk_bytes, parse_line, read_chunk
@@ -277,17 +277,19 @@ class Judge:
             failed += [(failure.index, rule.name, failure.detail) for failure in rule.apply(view)]
         lengths = view.stat("n_chars").reshape(len(columns), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
-        alive = np.flatnonzero(view.alive).tolist()
-        survivors, digests = [], []
-        for k, forms in zip(alive, dedup_parts(columns.texts, columns.layout, view.alive), strict=True):
-            if pair_filter is not None and not pair_filter.passes(forms[1], forms[2]):
-                failed.append((k, pair_filter.name, "chosen equals rejected"))
-                continue
-            survivors.append(k)
-            digests.append(digest(forms))
-        order = np.argsort(columns.positions[survivors], kind="stable").tolist()
-        survivors = [survivors[i] for i in order]
-        digests = [digests[i] for i in order]
+        forms = DedupForms(columns.texts, columns.layout, view.alive)
+        passed = np.ones(len(forms.records), dtype=bool)
+        if pair_filter is not None:
+            for j, k in enumerate(forms.records.tolist()):
+                parts = forms.parts(j)
+                if not pair_filter.passes(parts[1], parts[2]):
+                    passed[j] = False
+                    failed.append((k, pair_filter.name, "chosen equals rejected"))
+        picked = np.flatnonzero(passed)
+        picked = picked[np.argsort(columns.positions[forms.records[picked]], kind="stable")]
+        survivors = forms.records[picked]
+        all_digests = forms.digests()
+        digests = [all_digests[j] for j in picked.tolist()]
         layout, cps = columns.layout, columns.texts.cps
         capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, ROLE_NAMES)
         encoding = (self.part_keys, self.part_key_bounds, ROLE_NAMES, ROLE_NAME_BOUNDS, capacity)
@@ -305,7 +307,7 @@ class Judge:
         lines, out.line_ends = kernels.json_lines(
             cps,
             *layout.arrays(),
-            np.asarray(survivors, dtype=np.int64),
+            survivors,
             hex_ids(out.digests),
             is_zh,
             source,
@@ -313,7 +315,7 @@ class Judge:
         )
         out.lines = lines.tobytes()
         out.positions = columns.positions[survivors].tolist()
-        out.files = [columns.files[k] for k in survivors]
+        out.files = [columns.files[k] for k in survivors.tolist()]
         out.line_numbers = columns.lines[survivors].tolist()
         out.is_zh = is_zh
         out.lengths = lengths[survivors]

@@ -127,30 +127,38 @@ def dedup_forms_utf8(
     nfkc: np.ndarray,
     simple: np.ndarray,
     space: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The UTF-8 dedup form of every part of every selected record, assuming that its code
     points are simple.
 
     Message m is role r = `roles[m]` (named `role_names[role_name_bounds[r]:role_name_bounds[r+1]]`)
     with content `cps[content_bounds[2m]:content_bounds[2m+1]]`; part p holds messages
     `part_messages[p]..part_messages[p+1]-1`, record k parts `record_parts[k]..record_parts[k+1]-1`.
-    A part is written as its messages, each as role 0x1F content-form, joined by 0x1E. The
-    content form maps each code point through `nfkc` and collapses white space (`space` of the
-    mapped code point) as `" ".join(s.split())` does. Returns the bytes, the part byte bounds
-    (part p is `out[part_bytes[p]:part_bytes[p+1]]`, empty when its record is not selected),
-    and per record whether it holds a code point that is not simple (the caller must take the
-    `unicodedata` path for it).
+    A part is written as its messages, each as role 0x1F content-form, joined by 0x1E; the parts
+    of a record follow each other joined by 0x1F 0x1F, so that a record's dedup key is one
+    stretch of the output. The content form maps each code point through `nfkc` and collapses
+    white space (`space` of the mapped code point) as `" ".join(s.split())` does. Returns the
+    bytes, the part byte bounds (part p is `out[part_starts[p]:part_ends[p]]`, empty when its
+    record is not selected), and per record whether it holds a code point that is not simple
+    (the caller must take the `unicodedata` path for it).
     """
     n_records = len(record_parts) - 1
     n_messages = len(roles)
-    capacity = 4 * len(cps) + (role_names.size + 2) * n_messages
+    n_parts = len(part_messages) - 1
+    capacity = 4 * len(cps) + (role_names.size + 2) * n_messages + 2 * n_parts
     out = np.empty(capacity, dtype=np.uint8)
-    part_bytes = np.zeros(len(part_messages), dtype=np.int64)
+    part_starts = np.zeros(n_parts, dtype=np.int64)
+    part_ends = np.zeros(n_parts, dtype=np.int64)
     not_simple = np.zeros(n_records, dtype=np.bool_)
     at = 0
     for k in range(n_records):
         for p in range(record_parts[k], record_parts[k + 1]):
             if selected[k]:
+                if p > record_parts[k]:
+                    out[at] = 0x1F
+                    out[at + 1] = 0x1F
+                    at += 2
+                part_starts[p] = at
                 for m in range(part_messages[p], part_messages[p + 1]):
                     if m > part_messages[p]:
                         out[at] = 0x1E
@@ -177,8 +185,10 @@ def dedup_forms_utf8(
                             pending_space = False
                         at = _put_utf8(out, at, mapped)
                         written = True
-            part_bytes[p + 1] = at
-    return out[:at], part_bytes, not_simple
+            else:
+                part_starts[p] = at
+            part_ends[p] = at
+    return out[:at], part_starts, part_ends, not_simple
 
 
 # Bytes that `plain_lines` must look at: line ends, escapes, controls, DEL and the lead bytes of
