@@ -111,9 +111,20 @@ def test_dedup_first_occurrence_wins_across_width_forms() -> None:
     dedup = Deduplicator()
     records = [a, b, c, d, a]
     forms = dedup_parts(*batch_texts(records), np.ones(len(records), dtype=bool))
-    seen = [dedup.first_seen(digest(parts)) for parts in forms]
-    assert seen == [True, False, True, True, False]  # roles are part of the key
+    digests = [digest(parts) for parts in forms]
+    seen = dedup.first_seen(b"".join(digests[:2])).tolist() + dedup.first_seen(b"".join(digests[2:])).tolist()
+    assert seen == [True, False, True, True, False]  # roles are part of the key; across batches too
     assert len(dedup) == 3
+    # Within one batch, the first of several equal digests wins; an empty batch is no batch.
+    again = Deduplicator()
+    assert again.first_seen(b"".join([digests[2], digests[0], digests[2], digests[3]])).tolist() == [
+        True,
+        True,
+        False,
+        True,
+    ]
+    assert again.first_seen(b"").tolist() == []
+    assert again.first_seen(digests[0] + digests[4]).tolist() == [False, False]
 
 
 def test_identical_pair_filter_compares_dedup_forms() -> None:

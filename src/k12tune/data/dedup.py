@@ -20,6 +20,7 @@ from k12tune.data.unicode_tables import unicode_tables
 from k12tune.records import Message
 
 _TURN, _FIELD = "\x1e", "\x1f"
+DIGEST_SIZE = 32
 
 
 def reference_parts(parts: list[list[Message]]) -> list[bytes]:
@@ -95,16 +96,23 @@ def digest(parts: list[bytes]) -> bytes:
 
 
 class Deduplicator:
-    """Remembers digests; `first_seen(d)` is True exactly once per distinct digest."""
+    """Remembers digests across batches: first occurrence wins."""
 
     def __init__(self) -> None:
         self._seen: set[bytes] = set()
 
-    def first_seen(self, digest: bytes) -> bool:
-        if digest in self._seen:
-            return False
-        self._seen.add(digest)
-        return True
+    def first_seen(self, digests: bytes) -> np.ndarray:
+        """Per `DIGEST_SIZE`-byte digest of `digests`, in order: whether it is the first
+        occurrence of its value, in this batch and all earlier ones. Set operations and a
+        numpy `unique` do the work, not a Python call per digest."""
+        array = np.frombuffer(digests, dtype=f"V{DIGEST_SIZE}")
+        keys = array.tolist()
+        fresh = np.zeros(len(keys), dtype=bool)
+        if keys:
+            fresh[np.unique(array, return_index=True)[1]] = True
+            fresh &= ~np.fromiter(map(self._seen.__contains__, keys), dtype=bool, count=len(keys))
+        self._seen.update(keys)
+        return fresh
 
     def __len__(self) -> int:
         return len(self._seen)

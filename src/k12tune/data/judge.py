@@ -24,7 +24,7 @@ from k12tune.config.data import DataConfig
 from k12tune.data.aliases import merged_aliases
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns, MessageLayout, offsets
 from k12tune.data.converters import ConversionError, to_pref, to_sft
-from k12tune.data.dedup import DedupForms
+from k12tune.data.dedup import DIGEST_SIZE, DedupForms
 from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
 from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, chunk_bytes, parse_line, read_chunk
@@ -39,7 +39,6 @@ STAGE_PARTS: dict[str, tuple[str, ...]] = {
     "sft": ("conversation",),
     "pref": ("prompt", "chosen", "rejected"),
 }
-DIGEST_SIZE = 32
 
 
 @dataclass(slots=True)
@@ -112,8 +111,8 @@ class Verdicts:
     spill: str = ""
     spill_offset: int = 0
 
-    def digest_list(self) -> list[bytes]:
-        return [self.digests[i : i + DIGEST_SIZE] for i in range(0, len(self.digests), DIGEST_SIZE)]
+    def digest(self, k: int) -> bytes:
+        return self.digests[k * DIGEST_SIZE : (k + 1) * DIGEST_SIZE]
 
     def line_sizes(self) -> np.ndarray:
         return np.diff(self.line_ends, prepend=0)

@@ -281,16 +281,15 @@ class StageWriter:
         source.read += v.read
         for name, counts in v.counts.items():
             _add_counts(self.tally.rule_counts[name], counts)
-        keys = v.digest_list()
-        fresh = np.fromiter(map(self.dedup.first_seen, keys), dtype=bool, count=len(keys))
+        fresh = self.dedup.first_seen(v.digests)
         duplicates = self.tally.rule_counts["duplicate"]
-        duplicates.seen += len(keys)
+        duplicates.seen += len(fresh)
         duplicates.kept += int(fresh.sum())
-        duplicates.dropped += len(keys) - int(fresh.sum())
+        duplicates.dropped += len(fresh) - int(fresh.sum())
         late = [
             (v.positions[k], "duplicate", self._late_reject(v, line(k), k, "duplicate", detail))
             for k in np.flatnonzero(~fresh).tolist()
-            for detail in [f"same normalised text as record {record_id(keys[k])}"]
+            for detail in [f"same normalised text as record {record_id(v.digest(k))}"]
         ]
         rejects = sorted([*v.rejects, *late], key=itemgetter(0))  # two sorted runs: one C merge
         val = np.flatnonzero(fresh & v.val)

@@ -10,6 +10,7 @@ from itertools import islice
 from pathlib import Path
 
 from k12tune.config.data import DataConfig
+from k12tune.data.dedup import Deduplicator
 from k12tune.data.judge import Judge, RawBatch
 from k12tune.data.pipeline import REJECTED, REPORT, STAGES, output_names, resolve_workers
 from k12tune.data.readers import ReadStats, find_data_files, iter_file, local_dir
@@ -55,11 +56,11 @@ def _source_lines(spec: SourceSpec, cfg: DataConfig, judge: Judge, sample_size: 
         total += count
         exact &= is_exact
         verdicts = judge(RawBatch.of(judge.stage, spec.name, spec.weight, items))
-        digests = verdicts.digest_list()
-        kept += len(set(digests))
+        fresh = Deduplicator().first_seen(verdicts.digests)
+        kept += int(fresh.sum())
         sampled += len(items)
         rules.update(rule for _, rule, _ in verdicts.rejects)
-        rules["duplicate"] += len(digests) - len(set(digests))
+        rules["duplicate"] += int((~fresh).sum())
         lines.append(
             f"    {path} ({path.stat().st_size:,} bytes): {'' if is_exact else '~'}{count:,} records"
         )
