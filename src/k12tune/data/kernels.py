@@ -48,10 +48,12 @@ def letter_counts(
 def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -> np.ndarray:
     """Per selected text: its number of distinct 4-grams (0 for the others).
 
-    An open-addressing hash set per text, O(length): a slot holds the position of the first
-    occurrence of a 4-gram, and a probe compares the four code points themselves, so hash
-    collisions cost time, never exactness. Slots are stamped with their text, so the table
-    is never cleared between texts."""
+    An open-addressing hash set per text, O(length), stamped with its text so that the table
+    is never cleared between texts. In a text of the Basic Multilingual Plane only (nearly
+    all: CJK, Latin, punctuation) a 4-gram is four 16-bit code units, so the slot holds the
+    4-gram itself as one 64-bit key, built by shifting one code point in per step. Otherwise
+    a slot holds the position of the 4-gram's first occurrence and a probe compares the four
+    code points. Either way a hash collision costs time, never exactness."""
     n_texts = len(bounds) - 1
     counts = np.zeros(n_texts, dtype=np.int64)
     longest = 0
@@ -62,6 +64,7 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
     while size < 2 * longest:
         size *= 2
     first_at = np.empty(size, dtype=np.int64)
+    keys = np.empty(size, dtype=np.uint64)
     owner = np.full(size, -1, dtype=np.int64)
     for t in range(n_texts):
         start = bounds[t]
@@ -69,10 +72,32 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
         if not selected[t] or n_grams <= 0:
             continue
         mask = 16
+        shift = np.uint64(60)  # 64 - log2(mask + 1): the slot is the top bits of the mixed key
         while mask < 2 * n_grams:
             mask *= 2
+            shift -= np.uint64(1)
         mask -= 1
+        widest = 0
+        for i in range(start, bounds[t + 1]):
+            widest = max(widest, cps[i])
         distinct = 0
+        if widest < 0x10000:
+            key = (np.uint64(cps[start]) << np.uint64(32)) | (np.uint64(cps[start + 1]) << np.uint64(16))
+            key |= np.uint64(cps[start + 2])
+            for i in range(start + 3, start + 3 + n_grams):
+                key = (key << np.uint64(16)) | np.uint64(cps[i])
+                slot = np.int64((key * _MIX1) >> shift)
+                while True:
+                    if owner[slot] != t:
+                        owner[slot] = t
+                        keys[slot] = key
+                        distinct += 1
+                        break
+                    if keys[slot] == key:
+                        break
+                    slot = (slot + 1) & mask
+            counts[t] = distinct
+            continue
         for i in range(start, start + n_grams):
             a, b, c, d = cps[i], cps[i + 1], cps[i + 2], cps[i + 3]
             key = (np.uint64(a) << np.uint64(42)) ^ (np.uint64(b) << np.uint64(21)) ^ np.uint64(c)
