@@ -59,8 +59,8 @@ class DedupForms:
         first_part = layout.record_parts[self.records]
         last_part = layout.record_parts[self.records + 1] - 1
         self._key_starts, self._key_ends = part_starts[first_part].tolist(), part_ends[last_part].tolist()
-        self._part_starts, self._part_ends = part_starts.tolist(), part_ends.tolist()
-        self._record_parts = layout.record_parts.tolist()
+        self._part_starts, self._part_ends = part_starts, part_ends
+        self._record_parts = layout.record_parts
         self._reference = {
             j: reference_parts(parts_of(texts, layout, k))
             for j, k in enumerate(self.records.tolist())
@@ -71,9 +71,10 @@ class DedupForms:
         """The dedup form of each part of the j-th selected record."""
         if j in self._reference:
             return self._reference[j]
-        k = int(self.records[j])
-        parts = range(self._record_parts[k], self._record_parts[k + 1])
-        return [self._blob[self._part_starts[p] : self._part_ends[p]].tobytes() for p in parts]
+        k = self.records[j]
+        parts = slice(self._record_parts[k], self._record_parts[k + 1])
+        bounds = zip(self._part_starts[parts].tolist(), self._part_ends[parts].tolist(), strict=True)
+        return [self._blob[a:b].tobytes() for a, b in bounds]
 
     def digests(self) -> list[bytes]:
         """`digest` of every selected record, in order."""
