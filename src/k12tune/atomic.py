@@ -15,15 +15,16 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from k12tune.fileio import ChunkedFile
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        with ChunkedFile(tmp) as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            os.fsync(handle.fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

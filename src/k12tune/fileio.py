@@ -30,7 +30,7 @@ class ChunkedFile:
     callers should hand it large joined blocks, not single lines."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         write_all(self.fd, data)
