@@ -1,9 +1,12 @@
 """The training file's copy out of the spill files: exact bytes, windows at their offsets,
-a clear error for a spill file that is cut short."""
+a clear error for a spill file that is cut short, one writer at a time."""
 
 from __future__ import annotations
 
+import fcntl
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +75,23 @@ def test_a_short_spill_file_is_an_error_naming_it(tmp_path: Path) -> None:
     )
     with pytest.raises(OSError, match=rf"\.lines-0: could not read {size} bytes at offset {offset + 1}"):
         copy_window(task)
+
+
+def test_a_window_waits_for_the_lock_of_another_writer(tmp_path: Path) -> None:
+    """Windows are written under an exclusive `flock` of the output: two processes writing
+    the same file at once would otherwise spin on its inode lock in the kernel."""
+    paths, lines = spill_files(tmp_path, n_files=1, n_lines=5)
+    out = tmp_path / "train.jsonl"
+    out.touch()
+    picked = np.array(lines, dtype=np.int64)
+    task = LineWindow(paths, picked[:, 0].astype(np.int16), picked[:, 1], picked[:, 2], str(out), 0)
+    with open(out, "rb") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with ThreadPoolExecutor(1) as pool:
+            copying = pool.submit(copy_window, task)
+            time.sleep(0.3)
+            assert not copying.done()
+            assert out.stat().st_size == 0
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            assert copying.result(timeout=10) == int(picked[:, 2].sum())
+    assert out.read_bytes() == Path(paths[0]).read_bytes()
