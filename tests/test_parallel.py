@@ -41,3 +41,21 @@ def test_maps_in_order_with_workers_set_up_once(workers: int) -> None:
 def test_an_error_in_a_worker_is_raised_here() -> None:
     with WorkerPool(2, setup, (1,)) as pool, pytest.raises(ValueError, match="negative: -3"):
         list(pool.map(work, [1, 2, -3, 4]))
+
+
+def blas_threads(_: int) -> tuple[int, str | None]:
+    """The threads of a worker once numpy (and its OpenBLAS) is loaded there."""
+    import numpy  # noqa: F401
+
+    return len(os.listdir("/proc/self/task")), os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_workers_run_one_thread_and_the_environment_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    with WorkerPool(2, setup, (1,)) as pool:
+        results = list(pool.map(blas_threads, range(4)))
+    assert {threads for threads, _ in results} == {1}
+    assert {value for _, value in results} == {"1"}
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert os.environ["MKL_NUM_THREADS"] == "3"  # a value the user set is left alone
