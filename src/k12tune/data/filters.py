@@ -104,10 +104,13 @@ class TextFilter(ABC):
         parts = list(batch.part_index)
         part_of = failed_part[failing]
         texts = np.stack(list(batch.part_index.values()))[part_of, failing]
-        failures = [
-            Failure(i, f"{parts[p]}: {self.explain(value)}")
-            for i, p, value in zip(failing.tolist(), part_of.tolist(), values[texts].tolist(), strict=True)
-        ]
+        details: dict[tuple[int, float], str] = {}  # many failures share a value (zh_share 0)
+        failures = []
+        for i, p, value in zip(failing.tolist(), part_of.tolist(), values[texts].tolist(), strict=True):
+            detail = details.get((p, value))
+            if detail is None:
+                detail = details[p, value] = f"{parts[p]}: {self.explain(value)}"
+            failures.append(Failure(i, detail))
         self.counts.seen += len(alive)
         self.counts.dropped += len(failures)
         self.counts.kept += len(alive) - len(failures)

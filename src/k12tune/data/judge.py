@@ -12,6 +12,7 @@ a few arrays and a blob of digests, not objects per record; their output lines s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,18 +149,26 @@ def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any)
 
 
 def reject_line_of_json(stage: str, origin: Origin, rule: str, detail: str, record_json: bytes) -> bytes:
-    """The rejects file's line for a record given as its JSON bytes (the "record" value)."""
-    row = {
-        "stage": stage,
-        "source": origin.source,
-        "file": origin.file,
-        "line": origin.line,
-        "rule": rule,
-        "detail": detail,
-        "record": None,
-    }
-    head = orjson.dumps(row)
-    return head[: -len(b"null}")] + record_json + b"}\n"
+    """The rejects file's line for a record given as its JSON bytes (the "record" value):
+    `orjson.dumps` of {stage, source, file, line, rule, detail, record}, put together from
+    pieces that a batch's rejects share (a third of a million lines per million records)."""
+    return (
+        _reject_head(stage, origin.source, origin.file)
+        + orjson.dumps(origin.line)
+        + _reject_middle(rule, detail)
+        + record_json
+        + b"}\n"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _reject_head(stage: str, source: str, file: str) -> bytes:
+    return orjson.dumps({"stage": stage, "source": source, "file": file})[: -len(b"}")] + b',"line":'
+
+
+@functools.lru_cache(maxsize=4096)
+def _reject_middle(rule: str, detail: str) -> bytes:
+    return b"," + orjson.dumps({"rule": rule, "detail": detail, "record": None})[len(b"{") : -len(b"null}")]
 
 
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
