@@ -57,6 +57,17 @@ def test_hand_made_strings_have_exact_values() -> None:
         assert (n_chars, zh_share, rep) == pytest.approx(reference(text)), text
 
 
+def test_ascii_letters_are_exactly_a_to_z_in_both_cases() -> None:
+    # ASCII skips the tables (see `kernels.letter_counts`): each character next to one
+    # ideograph gives zh_share 1/2 for a letter, 1 for anything else.
+    texts = [chr(c) + "中" for c in range(128)]
+    stats = text_stats(texts)
+    expected = [0.5 if chr(c).isascii() and chr(c).isalpha() else 1.0 for c in range(128)]
+    assert list(stats.zh_share) == expected
+    assert expected.count(0.5) == 52
+    assert [reference(t)[1] for t in texts] == expected
+
+
 def test_batch_equals_one_by_one_and_reference(shared_data) -> None:
     import json
 
