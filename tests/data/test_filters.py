@@ -9,6 +9,7 @@ from k12tune.data.filters import (
     BatchView,
     ChineseShareFilter,
     DistinctPairFilter,
+    Failures,
     LengthFilter,
     RepetitionFilter,
     build_filters,
@@ -22,11 +23,16 @@ def view(texts: list[str], parts: tuple[str, ...] = ("conversation",)) -> BatchV
     return BatchView.of(Texts.of(texts), parts)
 
 
+def dropped(failures: Failures) -> list[tuple[int, str]]:
+    pairs = zip(failures.indices.tolist(), failures.detail_of.tolist(), strict=True)
+    return [(i, failures.details[d]) for i, d in pairs]
+
+
 def test_length_filter_bounds_are_inclusive_and_counted() -> None:
     batch = view(["一二三四五六七", "一二三四五六七八", "x" * 20, "y" * 21])
     rule = LengthFilter(8, 20)
     failures = rule.apply(batch)
-    assert [(f.index, f.detail) for f in failures] == [
+    assert dropped(failures) == [
         (0, "conversation: 7 code points, outside [8, 20]"),
         (3, "conversation: 21 code points, outside [8, 20]"),
     ]
@@ -34,7 +40,7 @@ def test_length_filter_bounds_are_inclusive_and_counted() -> None:
     assert vars(rule.counts) == {"seen": 4, "kept": 2, "dropped": 2, "tagged_en": 0}
     # A second rule only sees what the first one kept.
     second = RepetitionFilter(0.6)
-    assert [f.index for f in second.apply(batch)] == [2]  # "x" * 20: 16/17 repeated
+    assert second.apply(batch).indices.tolist() == [2]  # "x" * 20: 16/17 repeated
     assert vars(second.counts) == {"seen": 2, "kept": 1, "dropped": 1, "tagged_en": 0}
 
 
@@ -42,19 +48,17 @@ def test_repetition_filter_threshold() -> None:
     batch = view(["哈" * 30, "abcabcabc", "今天我们学习分数的加法和减法。"])
     rule = RepetitionFilter(0.5)
     failures = rule.apply(batch)
-    assert [f.index for f in failures] == [0]  # 26/27 > 0.5; exactly 0.5 passes
-    assert failures[0].detail == "conversation: rep_ratio_4gram 0.963 > 0.5"
+    assert dropped(failures) == [(0, "conversation: rep_ratio_4gram 0.963 > 0.5")]  # 26/27; 0.5 passes
     assert vars(rule.counts) == {"seen": 3, "kept": 2, "dropped": 1, "tagged_en": 0}
 
 
 def test_chinese_share_drops_or_tags_english() -> None:
     texts = ["今天天气很好。", "Hello world, this is English.", "我爱Python编程"]  # 1.0, 0, 4/10
-    dropped = view(texts)
-    failures = ChineseShareFilter(0.3, allow_english_fallback=False).apply(dropped)
-    assert [(f.index, f.detail) for f in failures] == [(1, "conversation: zh_share 0.000 < 0.3")]
+    failures = ChineseShareFilter(0.3, allow_english_fallback=False).apply(view(texts))
+    assert dropped(failures) == [(1, "conversation: zh_share 0.000 < 0.3")]
     tagged = view(texts)
     rule = ChineseShareFilter(0.3, allow_english_fallback=True)
-    assert rule.apply(tagged) == []
+    assert len(rule.apply(tagged)) == 0
     assert list(tagged.lang) == ["zh", "en", "zh"]
     assert vars(rule.counts) == {"seen": 3, "kept": 3, "dropped": 0, "tagged_en": 1}
 
@@ -71,7 +75,26 @@ def test_pair_parts_fail_on_any_part_and_name_the_first() -> None:
     ]
     batch = view(texts, parts)
     failures = LengthFilter(8, 2048).apply(batch)
-    assert [(f.index, f.detail) for f in failures] == [(0, "prompt: 6 code points, outside [8, 2048]")]
+    assert dropped(failures) == [(0, "prompt: 6 code points, outside [8, 2048]")]
+
+
+def test_failures_with_the_same_part_and_value_share_one_detail() -> None:
+    parts = ("prompt", "chosen")
+    # Records 0 and 2 fail on a 3-point prompt, 1 on a 3-point chosen, 3 on a 4-point prompt.
+    eight = "一二三四五六七八"
+    batch = view(["一二三", eight, eight, "一二三", "甲乙丙", eight, "甲乙丙丁", eight], parts)
+    failures = LengthFilter(8, 2048).apply(batch)
+    assert dropped(failures) == [
+        (0, "prompt: 3 code points, outside [8, 2048]"),
+        (1, "chosen: 3 code points, outside [8, 2048]"),
+        (2, "prompt: 3 code points, outside [8, 2048]"),
+        (3, "prompt: 4 code points, outside [8, 2048]"),
+    ]
+    assert sorted(failures.details) == [
+        "chosen: 3 code points, outside [8, 2048]",
+        "prompt: 3 code points, outside [8, 2048]",
+        "prompt: 4 code points, outside [8, 2048]",
+    ]
 
 
 def test_english_fallback_pair_is_chinese_only_when_all_parts_are() -> None:
@@ -89,8 +112,8 @@ def test_build_filters_order_follows_config() -> None:
 
 def test_repetition_is_measured_only_for_records_the_cheaper_rules_kept() -> None:
     batch = view(["哈哈哈哈哈哈哈哈哈哈", "ha ha ha ha ha ha ha", "短", "光合作用是植物的过程"])
-    dropped = [[f.index for f in rule.apply(batch)] for rule in build_filters(CleanConfig(min_chars=2))]
-    assert dropped == [[2], [1], [0]]
+    indices = [rule.apply(batch).indices.tolist() for rule in build_filters(CleanConfig(min_chars=2))]
+    assert indices == [[2], [1], [0]]
     # Records 1 (English) and 2 (too short) were never 4-gram counted.
     assert np.isnan(batch.stat("rep_ratio_4gram")).tolist() == [False, True, True, False]
 

@@ -11,7 +11,9 @@ import orjson
 from k12tune.config.data import DataConfig
 from k12tune.data import kernels
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns
-from k12tune.data.judge import Judge, hex_ids, payload
+from k12tune.data.filters import Failures
+from k12tune.data.judge import Judge, hex_ids
+from k12tune.data.rejects import payload, reject_line_of_json
 from k12tune.data.split import record_id
 from k12tune.records import ROLES, Origin, PrefRecord, SFTRecord
 
@@ -43,7 +45,7 @@ def record(rng: random.Random, stage: str) -> SFTRecord | PrefRecord:
     return PrefRecord(messages(rng.randrange(1, 3)), messages(1), messages(1), origin)
 
 
-def test_json_lines_and_records_are_what_orjson_writes() -> None:
+def test_output_and_reject_lines_are_what_orjson_writes() -> None:
     rng = random.Random(3)
     for stage in ("sft", "pref"):
         judge = Judge(stage, DataConfig())
@@ -70,9 +72,28 @@ def test_json_lines_and_records_are_what_orjson_writes() -> None:
         assert lines.tobytes() == b"".join(expected)
         assert ends.tolist() == np.cumsum([len(line) for line in expected]).tolist()
 
-        # The rejects file's form: without id, source and lang.
-        rejected = np.array([k for k in range(len(records)) if rng.random() < 0.5], dtype=np.int64)
-        blob, ends = kernels.json_records(cps, *layout.arrays(), rejected, *encoding)
-        expected = [orjson.dumps(payload(records[k].to_json())) for k in rejected.tolist()]
-        assert blob.tobytes() == b"".join(expected)
-        assert ends.tolist() == np.cumsum([len(body) for body in expected]).tolist()
+        # The rejects file's lines, for records of two files at various lines, in position
+        # order whatever order the rules dropped them in.
+        for k, r in enumerate(records):
+            r.origin = Origin(source, f"part-{k % 2}.jsonl", [0, 7, 1234567890][k % 3])
+        columns = Columns.of_records(records, rng.sample(range(1000), len(records)))
+        failed = [k for k in range(len(records)) if rng.random() < 0.5]
+        first, second = failed[::2], failed[1::2]
+        details = ["too short", 'a "quoted" \\ 细节']
+        failures = [
+            ("length", Failures(np.array(first), np.array([k % 2 for k in first]), details)),
+            ("zh_share", Failures(np.array(second), np.zeros(len(second), dtype=np.int64), details[:1])),
+        ]
+        rejects = judge._reject_lines(source, columns, failures, capacity)
+        rule_of = {k: ("length", details[k % 2]) for k in first}
+        rule_of |= {k: ("zh_share", details[0]) for k in second}
+        expected = [
+            (
+                int(columns.positions[k]),
+                reject_line_of_json(
+                    stage, records[k].origin, *rule_of[k], orjson.dumps(payload(records[k].to_json()))
+                ),
+            )
+            for k in sorted(failed, key=lambda k: columns.positions[k])
+        ]
+        assert rejects.items() == expected

@@ -105,14 +105,15 @@ def parts_of(texts: Texts, layout: MessageLayout, k: int) -> list[list[Message]]
 @dataclass(frozen=True, slots=True)
 class Columns:
     """A batch of converted records as code points and layout, with each record's position in
-    its batch (stream order) and origin (file, line). Records converted in Python
+    its batch (stream order) and origin (file `file_names[file_of[k]]`, line). Records converted in Python
     (`of_records`) and records read by the compiled scanner (`sftscan`) meet here, so that
     everything after conversion (rules, dedup keys, output lines) has one implementation."""
 
     texts: Texts
     layout: MessageLayout
     positions: np.ndarray
-    files: list[str]
+    file_names: list[str]
+    file_of: np.ndarray
     lines: np.ndarray
 
     def __len__(self) -> int:
@@ -121,11 +122,14 @@ class Columns:
     @classmethod
     def of_records(cls, records: Sequence[SFTRecord | PrefRecord], positions: Sequence[int]) -> Columns:
         texts, layout = batch_texts(records)
+        numbers: dict[str, int] = {}
+        file_of = [numbers.setdefault(r.origin.file, len(numbers)) for r in records]
         return cls(
             texts,
             layout,
             np.asarray(positions, dtype=np.int64),
-            [r.origin.file for r in records],
+            list(numbers),
+            np.array(file_of, dtype=np.int64),
             np.fromiter((r.origin.line for r in records), dtype=np.int64, count=len(records)),
         )
 
@@ -147,6 +151,7 @@ class Columns:
             texts,
             layout,
             np.concatenate([self.positions, other.positions]),
-            self.files + other.files,
+            self.file_names + other.file_names,
+            np.concatenate([self.file_of, other.file_of + len(self.file_names)]),
             np.concatenate([self.lines, other.lines]),
         )

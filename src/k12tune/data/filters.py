@@ -28,11 +28,21 @@ class FilterCounts:
 
 
 @dataclass(slots=True)
-class Failure:
-    """A failing record: its index in the batch and a human detail such as 'chosen: 2301 > 2048'."""
+class Failures:
+    """The records a rule dropped: their indices in the batch, ascending, and for each the
+    index in `details` of a human detail such as 'chosen: 2301 code points, outside [8, 2048]'
+    (failures with the same value of the same part share one)."""
 
-    index: int
-    detail: str
+    indices: np.ndarray
+    detail_of: np.ndarray
+    details: list[str]
+
+    @classmethod
+    def none(cls) -> Failures:
+        return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [])
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 @dataclass
@@ -91,7 +101,7 @@ class TextFilter(ABC):
     @abstractmethod
     def explain(self, value: float) -> str: ...
 
-    def apply(self, batch: BatchView) -> list[Failure]:
+    def apply(self, batch: BatchView) -> Failures:
         """Mark failing alive records dead and return them with the first failing part named."""
         values = batch.stat(self.statistic)
         alive = np.flatnonzero(batch.alive)
@@ -104,18 +114,17 @@ class TextFilter(ABC):
         parts = list(batch.part_index)
         part_of = failed_part[failing]
         texts = np.stack(list(batch.part_index.values()))[part_of, failing]
-        details: dict[tuple[int, float], str] = {}  # many failures share a value (zh_share 0)
-        failures = []
-        for i, p, value in zip(failing.tolist(), part_of.tolist(), values[texts].tolist(), strict=True):
-            detail = details.get((p, value))
-            if detail is None:
-                detail = details[p, value] = f"{parts[p]}: {self.explain(value)}"
-            failures.append(Failure(i, detail))
+        # Many failures share a value (all English records fail at zh_share 0): each distinct
+        # (part, value) is explained once.
+        distinct, detail_of = np.unique(
+            np.stack([part_of.astype(np.float64), values[texts]], axis=1), axis=0, return_inverse=True
+        )
+        details = [f"{parts[int(p)]}: {self.explain(value)}" for p, value in distinct.tolist()]
         self.counts.seen += len(alive)
-        self.counts.dropped += len(failures)
-        self.counts.kept += len(alive) - len(failures)
+        self.counts.dropped += len(failing)
+        self.counts.kept += len(alive) - len(failing)
         batch.alive[failing] = False
-        return failures
+        return Failures(failing, detail_of.reshape(-1), details)
 
 
 class LengthFilter(TextFilter):
@@ -164,7 +173,7 @@ class ChineseShareFilter(TextFilter):
     def explain(self, value: float) -> str:
         return f"zh_share {value:.3f} < {self.min_share}"
 
-    def apply(self, batch: BatchView) -> list[Failure]:
+    def apply(self, batch: BatchView) -> Failures:
         if not self.fallback:
             failures = super().apply(batch)
             batch.lang[batch.alive] = "zh"
@@ -179,7 +188,7 @@ class ChineseShareFilter(TextFilter):
         self.counts.seen += len(alive)
         self.counts.kept += len(alive)
         self.counts.tagged_en += int((~chinese).sum())
-        return []
+        return Failures.none()
 
 
 def build_filters(clean: CleanConfig) -> list[TextFilter]:

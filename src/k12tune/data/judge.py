@@ -6,14 +6,14 @@ in any process: the pipeline sends `RawBatch`es to worker processes and gets `Ve
 order, and only what needs the whole stream (dedup, routing, counting) stays in the main process.
 Both cross a process boundary, so they are built to pickle cheaply: a JSONL batch is a byte
 range of its file (the worker reads and parses it), and the verdicts on surviving records are
-a few arrays and a blob of digests, not objects per record; their output lines stay on disk
-(`Verdicts.spill_lines`).
+a few arrays and blobs (digests, reject lines), not objects per record; their output lines
+stay on disk (`Verdicts.spill_lines`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +26,17 @@ from k12tune.data.aliases import merged_aliases
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns, MessageLayout, offsets
 from k12tune.data.converters import ConversionError, to_pref, to_sft
 from k12tune.data.dedup import DIGEST_SIZE, DedupForms
-from k12tune.data.filters import BatchView, DistinctPairFilter, FilterCounts, TextFilter, build_filters
+from k12tune.data.filters import (
+    BatchView,
+    DistinctPairFilter,
+    Failures,
+    FilterCounts,
+    TextFilter,
+    build_filters,
+)
 from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, chunk_bytes, parse_line, read_chunk
+from k12tune.data.rejects import RejectLines, reject_head, reject_line, reject_middle
 from k12tune.data.split import copies, is_val
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
@@ -83,10 +91,11 @@ class RawBatch:
 
 @dataclass(slots=True)
 class Verdicts:
-    """A judged batch. `rejects` are (position in the batch, rule, line for rejected.jsonl) in
-    position order. The other fields describe the records that passed every rule, in position
-    order (they still face dedup, which needs the whole stream): record k's output line (id
-    included) is `lines[line_starts()[k]:line_ends[k]]`, or with `spill`, those bytes after
+    """A judged batch. `rejects` are its reject lines, `rejected_rules` how many of them each
+    rule made. The other fields describe the records that passed every rule, in position
+    order (they still face dedup, which needs the whole stream): record k sits at `positions[k]`
+    of the batch, from line `line_numbers[k]` of file `file_names[file_of[k]]`; its output line
+    (id included) is `lines[line_starts()[k]:line_ends[k]]`, or with `spill`, those bytes after
     `spill_offset` of the file `spill`; its digest is the k-th 32 bytes of `digests`. `counts`
     are this batch's."""
 
@@ -95,11 +104,13 @@ class Verdicts:
     weight: float
     read: int
     blank_lines: int
-    rejects: list[tuple[int, str, bytes]]
-    counts: dict[str, FilterCounts]
-    positions: list[int] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    line_numbers: list[int] = field(default_factory=list)
+    rejects: RejectLines = field(default_factory=RejectLines)
+    rejected_rules: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, FilterCounts] = field(default_factory=dict)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    file_names: list[str] = field(default_factory=list)
+    file_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    line_numbers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     digests: bytes = b""
     lines: bytes = b""
     line_ends: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -111,6 +122,9 @@ class Verdicts:
     copies: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     spill: str = ""
     spill_offset: int = 0
+
+    def origin(self, k: int) -> Origin:
+        return Origin(self.source, self.file_names[self.file_of[k]], int(self.line_numbers[k]))
 
     def digest(self, k: int) -> bytes:
         return self.digests[k * DIGEST_SIZE : (k + 1) * DIGEST_SIZE]
@@ -135,42 +149,6 @@ class Verdicts:
         self.lines = b""
 
 
-def payload(body: dict[str, Any]) -> dict[str, Any]:
-    """An output record (`to_json()` form) as the rejects file shows it: without id, source
-    and lang."""
-    del body["id"], body["source"], body["lang"]
-    return body
-
-
-def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any) -> bytes:
-    return reject_line_of_json(
-        stage, origin, rule, detail, orjson.dumps(record, default=repr, option=orjson.OPT_NON_STR_KEYS)
-    )
-
-
-def reject_line_of_json(stage: str, origin: Origin, rule: str, detail: str, record_json: bytes) -> bytes:
-    """The rejects file's line for a record given as its JSON bytes (the "record" value):
-    `orjson.dumps` of {stage, source, file, line, rule, detail, record}, put together from
-    pieces that a batch's rejects share (a third of a million lines per million records)."""
-    return (
-        _reject_head(stage, origin.source, origin.file)
-        + orjson.dumps(origin.line)
-        + _reject_middle(rule, detail)
-        + record_json
-        + b"}\n"
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _reject_head(stage: str, source: str, file: str) -> bytes:
-    return orjson.dumps({"stage": stage, "source": source, "file": file})[: -len(b"}")] + b',"line":'
-
-
-@functools.lru_cache(maxsize=4096)
-def _reject_middle(rule: str, detail: str) -> bytes:
-    return b"," + orjson.dumps({"rule": rule, "detail": detail, "record": None})[len(b"{") : -len(b"null}")]
-
-
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
@@ -178,6 +156,13 @@ def hex_ids(digests: bytes) -> np.ndarray:
     """`split.record_id` of every 32-byte digest, as an (n, 24) array of ASCII hex digits."""
     head = np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)[:, :12]
     return np.stack([_HEX_DIGITS[head >> 4], _HEX_DIGITS[head & 0xF]], axis=2).reshape(-1, 24)
+
+
+def packed(pieces: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """`pieces` as the compiled writers take them: one byte array, and bounds (piece i is
+    `data[bounds[i]:bounds[i+1]]`)."""
+    data = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    return data, np.cumsum([0, *map(len, pieces)]).astype(np.int64)
 
 
 class Judge:
@@ -195,12 +180,10 @@ class Judge:
 
             self.scanner = SftScanner.of(self.aliases)
         # The keys of the record's parts in its JSON, in order (see `kernels._put_body`).
-        keys = [
-            (b"," if k else b"") + orjson.dumps(part) + b":"
-            for k, part in enumerate(("messages",) if stage == "sft" else ("prompt", "chosen", "rejected"))
-        ]
-        self.part_keys = np.frombuffer(b"".join(keys), dtype=np.uint8)
-        self.part_key_bounds = np.cumsum([0, *map(len, keys)]).astype(np.int64)
+        names = ("messages",) if stage == "sft" else ("prompt", "chosen", "rejected")
+        self.part_keys, self.part_key_bounds = packed(
+            [(b"," if k else b"") + orjson.dumps(name) + b":" for k, name in enumerate(names)]
+        )
 
     def _scan(self, chunk: JsonlChunk, source: str) -> tuple[Columns, list[tuple[int, RawItem]], int, int]:
         """A JSONL chunk through the compiled scanner: the records it reads (as columns), the
@@ -222,7 +205,8 @@ class Judge:
             Texts(cps, text_bounds),
             layout,
             positions[fast],
-            [chunk.path] * len(fast),
+            [chunk.path],
+            np.zeros(len(fast), dtype=np.int64),
             fast + chunk.first_line,
         )
         line_starts = np.concatenate([[0], line_ends[:-1] + 1]).tolist()
@@ -239,20 +223,22 @@ class Judge:
         else:
             raw, blank_lines = batch.items()
             items, read = list(enumerate(raw)), len(raw)
-        rejects: list[tuple[int, str, bytes]] = []
+        rejects: list[tuple[int, bytes]] = []  # (position, line) of the items that fail to convert
+        rejected_rules: Counter[str] = Counter()
         records: list[SFTRecord | PrefRecord] = []
         positions: list[int] = []
         for pos, item in items:
             if item.error is not None:
                 rule, detail = item.error
-                rejects.append((pos, rule, reject_line(self.stage, item.origin, rule, detail, item.value)))
+                rejects.append((pos, reject_line(self.stage, item.origin, rule, detail, item.value)))
+                rejected_rules[rule] += 1
                 continue
             try:
                 clean = str.strip if item.plain else clean_text
                 records.append(self.convert(item.value, item.origin, self.aliases, clean))
             except ConversionError as exc:
-                line = reject_line(self.stage, item.origin, exc.rule, exc.detail, item.value)
-                rejects.append((pos, exc.rule, line))
+                rejects.append((pos, reject_line(self.stage, item.origin, exc.rule, exc.detail, item.value)))
+                rejected_rules[exc.rule] += 1
                 continue
             positions.append(pos)
         columns = Columns.of_records(records, positions)
@@ -260,10 +246,11 @@ class Judge:
             columns = scanned.concat(columns) if records else scanned
         filters = build_filters(self.cfg.clean)
         pair_filter = DistinctPairFilter() if self.stage == "pref" else None
-        verdicts = Verdicts(batch.stage, batch.source, batch.weight, read, blank_lines, rejects, {})
+        verdicts = Verdicts(batch.stage, batch.source, batch.weight, read, blank_lines)
         if len(columns):
             self._judge(columns, filters, pair_filter, verdicts)
-        rejects.sort(key=lambda reject: reject[0])
+        verdicts.rejects = verdicts.rejects.with_lines(rejects)
+        verdicts.rejected_rules = dict(rejected_rules + Counter(verdicts.rejected_rules))
         verdicts.counts = {rule.name: rule.counts for rule in filters}
         if pair_filter is not None:
             verdicts.counts[pair_filter.name] = pair_filter.counts
@@ -280,19 +267,21 @@ class Judge:
 
         n_parts = len(self.parts)
         view = BatchView.of(columns.texts, self.parts)
-        failed: list[tuple[int, str, str]] = []  # (record, rule, detail)
-        for rule in filters:
-            failed += [(failure.index, rule.name, failure.detail) for failure in rule.apply(view)]
+        failures = [(rule.name, rule.apply(view)) for rule in filters]
         lengths = view.stat("n_chars").reshape(len(columns), n_parts)
         lengths = lengths[:, 0] + (lengths[:, 1:].max(axis=1) if n_parts > 1 else 0)
         forms = DedupForms(columns.texts, columns.layout, view.alive)
         passed = np.ones(len(forms.records), dtype=bool)
         if pair_filter is not None:
+            identical = []
             for j, k in enumerate(forms.records.tolist()):
                 parts = forms.parts(j)
                 if not pair_filter.passes(parts[1], parts[2]):
                     passed[j] = False
-                    failed.append((k, pair_filter.name, "chosen equals rejected"))
+                    identical.append(k)
+            indices = np.array(identical, dtype=np.int64)
+            same = Failures(indices, np.zeros(len(indices), dtype=np.int64), ["chosen equals rejected"])
+            failures.append((pair_filter.name, same))
         picked = np.flatnonzero(passed)
         picked = picked[np.argsort(columns.positions[forms.records[picked]], kind="stable")]
         survivors = forms.records[picked]
@@ -300,15 +289,8 @@ class Judge:
         digests = [all_digests[j] for j in picked.tolist()]
         layout, cps = columns.layout, columns.texts.cps
         capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, ROLE_NAMES)
-        encoding = (self.part_keys, self.part_key_bounds, ROLE_NAMES, ROLE_NAME_BOUNDS, capacity)
-        if failed:
-            records = np.array([k for k, _, _ in failed], dtype=np.int64)
-            blob, ends = kernels.json_records(cps, *layout.arrays(), records, *encoding)
-            data, starts = blob.tobytes(), [0, *ends.tolist()]
-            for j, (k, rule, detail) in enumerate(failed):
-                origin = Origin(out.source, columns.files[k], int(columns.lines[k]))
-                line = reject_line_of_json(self.stage, origin, rule, detail, data[starts[j] : starts[j + 1]])
-                out.rejects.append((int(columns.positions[k]), rule, line))
+        out.rejects = self._reject_lines(out.source, columns, failures, capacity)
+        out.rejected_rules = {name: len(failed) for name, failed in failures if len(failed)}
         out.digests = b"".join(digests)
         is_zh = view.lang[survivors] == "zh"
         source = np.frombuffer(orjson.dumps(out.source), dtype=np.uint8)
@@ -319,16 +301,64 @@ class Judge:
             hex_ids(out.digests),
             is_zh,
             source,
-            *encoding,
+            self.part_keys,
+            self.part_key_bounds,
+            ROLE_NAMES,
+            ROLE_NAME_BOUNDS,
+            capacity,
         )
         out.lines = lines.tobytes()
-        out.positions = columns.positions[survivors].tolist()
-        out.files = [columns.files[k] for k in survivors.tolist()]
-        out.line_numbers = columns.lines[survivors].tolist()
+        out.positions = columns.positions[survivors]
+        out.file_names = columns.file_names
+        out.file_of = columns.file_of[survivors]
+        out.line_numbers = columns.lines[survivors]
         out.is_zh = is_zh
         out.lengths = lengths[survivors]
         out.val = is_val(out.digests, self.cfg.val_fraction)
         out.copies = np.where(out.val, 0, copies(out.digests, out.weight))
+
+    def _reject_lines(
+        self, source: str, columns: Columns, failures: list[tuple[str, Failures]], capacity: int
+    ) -> RejectLines:
+        """The reject lines of the records that `failures` (rule name, failures) name, in
+        position order, put together by `kernels.reject_lines` from the heads of the batch's
+        files and the middles of the rules' details."""
+        from k12tune.data import kernels
+
+        records = np.concatenate([failed.indices for _, failed in failures])
+        if not len(records):
+            return RejectLines()
+        middles: list[bytes] = []
+        middle_of = []
+        for name, failed in failures:
+            middle_of.append(failed.detail_of + len(middles))
+            middles += [reject_middle(name, detail) for detail in failed.details]
+        order = np.argsort(columns.positions[records], kind="stable")
+        records = records[order]
+        heads, head_bounds = packed([reject_head(self.stage, source, name) for name in columns.file_names])
+        head_of = columns.file_of[records]
+        middle_blob, middle_bounds = packed(middles)
+        middle_of_records = np.concatenate(middle_of)[order]
+        layout = columns.layout
+        capacity += int(np.diff(head_bounds)[head_of].sum() + np.diff(middle_bounds)[middle_of_records].sum())
+        blob, ends = kernels.reject_lines(
+            columns.texts.cps,
+            *layout.arrays(),
+            records,
+            heads,
+            head_bounds,
+            head_of,
+            columns.lines[records],
+            middle_blob,
+            middle_bounds,
+            middle_of_records,
+            self.part_keys,
+            self.part_key_bounds,
+            ROLE_NAMES,
+            ROLE_NAME_BOUNDS,
+            capacity,
+        )
+        return RejectLines(blob.tobytes(), ends, columns.positions[records])
 
 
 # Worker processes build one judge per stage at start-up (see `start_worker`).

@@ -386,27 +386,59 @@ def _put_body(
     return at
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_int(out: np.ndarray, at: int, n: int) -> int:
+    """n in decimal, as JSON writes an integer."""
+    if n < 0:
+        out[at] = 0x2D  # -
+        at += 1
+        n = -n
+    digits = 1
+    rest = n // 10
+    while rest:
+        digits += 1
+        rest //= 10
+    for d in range(digits - 1, -1, -1):
+        out[at + d] = 0x30 + n % 10
+        n //= 10
+    return at + digits
+
+
 @njit(cache=True, nogil=True)
-def json_records(
+def reject_lines(
     cps: np.ndarray,
     content_bounds: np.ndarray,
     roles: np.ndarray,
     part_messages: np.ndarray,
     record_parts: np.ndarray,
     records: np.ndarray,
+    heads: np.ndarray,
+    head_bounds: np.ndarray,
+    head_of: np.ndarray,
+    line_numbers: np.ndarray,
+    middles: np.ndarray,
+    middle_bounds: np.ndarray,
+    middle_of: np.ndarray,
     part_keys: np.ndarray,
     part_key_bounds: np.ndarray,
     role_names: np.ndarray,
     role_name_bounds: np.ndarray,
     capacity: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`records` (in that order) as `orjson.dumps` writes their parts under their keys:
-    `{KEY0 PART0 ...}` (see `_put_body`), the form the rejects file shows. Returns the bytes
-    and the end of each record."""
-    out = np.empty(capacity + 2 * len(records), dtype=np.uint8)
+    """The rejects file's lines of `records` (in that order): line j is head h = `head_of[j]`
+    (`heads[head_bounds[h]:head_bounds[h+1]]`, the JSON up to `"line":`), `line_numbers[j]`,
+    middle `middle_of[j]` (the rule and detail up to `"record":`, likewise), the record as
+    orjson writes its parts under their keys, `{KEY0 PART0 ...}` (see `_put_body`), then
+    `}` and a line end: the pieces of `judge.reject_line_of_json`, put together without an
+    interpreter step per line. `capacity` must cover the bodies, heads and middles. Returns
+    the bytes and the end of each line."""
+    out = np.empty(capacity + 32 * len(records), dtype=np.uint8)
     ends = np.empty(len(records), dtype=np.int64)
     at = 0
     for j in range(len(records)):
+        at = _put_bytes(out, at, heads, head_bounds[head_of[j]], head_bounds[head_of[j] + 1])
+        at = _put_int(out, at, line_numbers[j])
+        at = _put_bytes(out, at, middles, middle_bounds[middle_of[j]], middle_bounds[middle_of[j] + 1])
         out[at] = 0x7B  # {
         at = _put_body(
             out,
@@ -422,8 +454,10 @@ def json_records(
             role_names,
             role_name_bounds,
         )
-        out[at] = 0x7D  # }
-        at += 1
+        out[at] = 0x7D  # } of the record
+        out[at + 1] = 0x7D  # } of the line
+        out[at + 2] = 0x0A
+        at += 3
         ends[j] = at
     return out[:at], ends
 

@@ -12,7 +12,6 @@ language and length of each training line stay in memory until the sampler has o
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 from array import array
@@ -20,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +29,16 @@ from k12tune.atomic import atomic_write_bytes, publish, staging_dir
 from k12tune.config.data import DataConfig
 from k12tune.data.dedup import Deduplicator
 from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
-from k12tune.data.judge import RawBatch, Verdicts, judge_batch, payload, reject_line, start_worker
+from k12tune.data.judge import RawBatch, Verdicts, judge_batch, start_worker
 from k12tune.data.linecopy import LineWindow, copy_window
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.data.readers import JsonlChunk, ReadStats, find_data_files, iter_work, local_dir
+from k12tune.data.rejects import RejectsWriter, payload, reject_line
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import record_id
 from k12tune.fileio import ChunkedFile
 from k12tune.manifest import remove_manifest, write_manifest
 from k12tune.parallel import WorkerPool, available_cpus
-from k12tune.records import Origin
 
 log = logging.getLogger(__name__)
 
@@ -186,56 +184,6 @@ def _add_counts(total: FilterCounts, part: FilterCounts) -> None:
         setattr(total, name, getattr(total, name) + value)
 
 
-class RejectsWriter:
-    """rejected.jsonl, in stream order. A record dropped for its source weight is written after
-    the other rejects of its batch of `batch_size` records of the source: the order of the
-    pipeline that judged one batch at a time, kept so that the file stays the same whatever
-    the unit of parallel work (JSONL files travel as byte ranges, not batches)."""
-
-    def __init__(self, handle: ChunkedFile, batch_size: int) -> None:
-        self.handle, self.batch_size = handle, batch_size
-        self.source: tuple[str, str] | None = None
-        self.first = 0  # index in its source's stream of the next record to arrive
-        self.held: list[bytes] = []  # weight rejects of the batch that ends at `held_until`
-        self.held_until = 0
-
-    def add(
-        self,
-        source: tuple[str, str],
-        read: int,
-        rejects: list[tuple[int, str, bytes]],
-        held: list[tuple[int, bytes]],
-    ) -> None:
-        """The rejects among the next `read` records of `source`: `rejects` (position, rule,
-        line) and `held` (position, line; weight rejects), each in position order."""
-        if source != self.source:
-            self.flush()
-            self.source, self.first = source, 0
-        if not held and not self.held:  # the common case (source weight >= 1): nothing to order
-            self.first += read
-            self.handle.write(b"".join([line for _, _, line in rejects]))
-            return
-        out: list[bytes] = []
-        written = ((self.first + pos, False, line) for pos, _, line in rejects)
-        weighed = ((self.first + pos, True, line) for pos, line in held)
-        for index, is_held, line in heapq.merge(written, weighed):
-            if self.held and index >= self.held_until:
-                out += self.held
-                self.held = []
-            if not is_held:
-                out.append(line)
-                continue
-            if not self.held:
-                self.held_until = (index // self.batch_size + 1) * self.batch_size
-            self.held.append(line)
-        self.first += read
-        self.handle.write(b"".join(out))
-
-    def flush(self) -> None:
-        self.handle.write(b"".join(self.held))
-        self.held = []
-
-
 class StageWriter:
     """The main-process side of one stage: dedup across the whole stream (first occurrence
     wins), routing of each record to val, train (spilled for the sampler) or the rejects
@@ -267,8 +215,7 @@ class StageWriter:
 
     def _late_reject(self, v: Verdicts, line: bytes, k: int, rule: str, detail: str) -> bytes:
         """A rejection decided here, after judging: rebuilt from the record's output line."""
-        origin = Origin(v.source, v.files[k], v.line_numbers[k])
-        return reject_line(self.stage, origin, rule, detail, payload(orjson.loads(line)))
+        return reject_line(self.stage, v.origin(k), rule, detail, payload(orjson.loads(line)))
 
     def add(self, v: Verdicts) -> None:
         source = self.tally.sources[v.source]
@@ -286,24 +233,27 @@ class StageWriter:
         duplicates.seen += len(fresh)
         duplicates.kept += int(fresh.sum())
         duplicates.dropped += len(fresh) - int(fresh.sum())
+        duplicate = np.flatnonzero(~fresh).tolist()
         late = [
-            (v.positions[k], "duplicate", self._late_reject(v, line(k), k, "duplicate", detail))
-            for k in np.flatnonzero(~fresh).tolist()
+            (int(v.positions[k]), self._late_reject(v, line(k), k, "duplicate", detail))
+            for k in duplicate
             for detail in [f"same normalised text as record {record_id(v.digest(k))}"]
         ]
-        rejects = sorted([*v.rejects, *late], key=itemgetter(0))  # two sorted runs: one C merge
+        rejects = v.rejects.with_lines(late)
         val = np.flatnonzero(fresh & v.val)
         unweighted = np.flatnonzero(fresh & ~v.val & (v.copies == 0))
         train = np.flatnonzero(fresh & ~v.val & (v.copies > 0))
         detail = f"not drawn at source weight {v.weight}"
         held = [
-            (v.positions[k], self._late_reject(v, line(k), k, "weight", detail)) for k in unweighted.tolist()
+            (int(v.positions[k]), self._late_reject(v, line(k), k, "weight", detail))
+            for k in unweighted.tolist()
         ]
         self.rejects.add((self.stage, v.source), v.read, rejects, held)
         source.rejected += len(rejects) + len(held)
-        source.rules.update(rule for _, rule, _ in rejects)
-        if held:
-            source.rules["weight"] += len(held)
+        source.rules.update(v.rejected_rules)
+        for rule, n in (("duplicate", len(duplicate)), ("weight", len(held))):
+            if n:
+                source.rules[rule] += n
         kept = np.union1d(val, train)
         self.tally.count_kept(source, v.is_zh[kept], v.lengths[kept])
         self.val_out.write(b"".join(line(k) for k in val.tolist()))
