@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import random
 from pathlib import Path
+
+import pytest
 
 from k12tune import fileio
 from k12tune.fileio import WRITE_CHUNK, ChunkedFile, write_all
@@ -60,3 +63,14 @@ def test_chunked_file_truncates(tmp_path: Path) -> None:
     with ChunkedFile(path) as out:
         out.write(b"new")
     assert path.read_bytes() == b"new"
+
+
+def test_a_digest_file_knows_the_sha256_of_what_it_wrote(tmp_path: Path) -> None:
+    data = random.Random(1).randbytes(3 * WRITE_CHUNK + 7)
+    with ChunkedFile(tmp_path / "out", digest=True) as out:
+        assert out.hexdigest() == hashlib.sha256(b"").hexdigest()
+        out.write(data[:100])
+        out.write(memoryview(data)[100:])
+        assert out.hexdigest() == hashlib.sha256((tmp_path / "out").read_bytes()).hexdigest()
+    with ChunkedFile(tmp_path / "plain") as plain, pytest.raises(ValueError, match="digest=True"):
+        plain.hexdigest()

@@ -62,14 +62,20 @@ def write_manifest(
     outputs: list[str],
     counts: dict[str, Any],
     libraries: tuple[str, ...],
+    output_digests: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Write `out_dir`'s manifest. The outputs are hashed here, except those whose SHA-256 the
+    stage already knows (`output_digests`, from hashing them as it wrote them)."""
+    known = output_digests or {}
+    unknown = [name for name in outputs if name not in known]
+    digests = known | dict(zip(unknown, _hash_files([out_dir / name for name in unknown]), strict=True))
     manifest = {
         "stage": stage,
         "complete": True,
         "versions": library_versions(libraries),
         "config": config,
         "inputs": inputs,
-        "outputs": dict(zip(outputs, _hash_files([out_dir / name for name in outputs]), strict=True)),
+        "outputs": {name: digests[name] for name in outputs},
         "counts": counts,
     }
     atomic_write_bytes(

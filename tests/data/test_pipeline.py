@@ -14,7 +14,7 @@ from k12tune.config.data import DataConfig
 from k12tune.data import pipeline
 from k12tune.data.pipeline import prepare_data
 from k12tune.errors import DataError
-from k12tune.manifest import verify_manifest
+from k12tune.manifest import file_sha256, verify_manifest
 
 OUTPUTS = (
     "sft_train.jsonl",
@@ -153,6 +153,12 @@ def test_worker_processes_give_byte_identical_outputs(
     prepare_data(real_config)
     for name in OUTPUTS:
         assert (Path(real_config.out_dir) / name).read_bytes() == one[name], name
+    # The outputs were hashed as they were written (the training file window by window): the
+    # manifest's digests are the files' own.
+    manifest = json.loads((Path(real_config.out_dir) / "manifest.json").read_text())
+    assert sorted(manifest["outputs"]) == sorted(OUTPUTS)
+    for name in OUTPUTS:
+        assert manifest["outputs"][name] == file_sha256(Path(real_config.out_dir) / name), name
 
 
 @pytest.mark.parametrize("chunk", [None, 4096, 100_000])

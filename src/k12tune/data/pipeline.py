@@ -12,6 +12,7 @@ language and length of each training line stay in memory until the sampler has o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from array import array
@@ -115,9 +116,10 @@ class TrainSpill:
             when_exhausted=cfg.mix.when_exhausted,
         )
 
-    def write_in_order(self, out_path: Path, order: np.ndarray, pool: WorkerPool) -> int:
+    def write_in_order(self, out_path: Path, order: np.ndarray, pool: WorkerPool) -> str:
         """Write the spilled lines in `order` (windows of `_WINDOW` lines copied by the
-        workers, see `linecopy`); returns the number of lines written.
+        workers, see `linecopy`); returns the file's SHA-256 (hex), hashed here window by
+        window as the windows complete, in order, while the workers copy the next ones.
 
         pread, not mmap: a mapped spill file would count as resident memory for its size."""
         sizes = np.frombuffer(self.sizes, dtype=np.int64)[order]
@@ -136,9 +138,16 @@ class TrainSpill:
             )
             for start in range(0, len(order), _WINDOW)
         )
-        for _ in pool.map(copy_window, windows):
-            pass
-        return len(order)
+        sha256 = hashlib.sha256()
+        fd = os.open(out_path, os.O_RDONLY)
+        try:
+            done = 0
+            for size in pool.map(copy_window, windows):
+                sha256.update(os.pread(fd, size, done))
+                done += size
+        finally:
+            os.close(fd)
+        return sha256.hexdigest()
 
 
 @dataclass
@@ -201,7 +210,7 @@ class StageWriter:
         self.dedup = Deduplicator()
         train_name, val_name = output_names(stage)
         self.train_path = staging / train_name
-        self.val_out = ChunkedFile(staging / val_name)
+        self.val_out = ChunkedFile(staging / val_name, digest=True)
         self.spill = TrainSpill(files)
 
     def start_source(self, spec: SourceSpec) -> None:
@@ -261,14 +270,17 @@ class StageWriter:
         self.spill.add(v, file_no, train)
         self.tally.train_records += len(train)
 
-    def finish(self, pool: WorkerPool) -> StageTally:
-        """Write the training file in the sampler's order."""
+    def finish(self, pool: WorkerPool) -> tuple[StageTally, dict[str, str]]:
+        """Write the training file in the sampler's order. Returns the tally and the SHA-256
+        of the stage's two files, by name."""
         self.val_out.close()
         sampler = self.spill.sampler(self.cfg)
         order = sampler.order()
-        self.tally.train_lines = self.spill.write_in_order(self.train_path, order, pool)
+        train_digest = self.spill.write_in_order(self.train_path, order, pool)
+        self.tally.train_lines = len(order)
         self.tally.train_zh_lines = int(sampler.is_zh[order].sum())
-        return self.tally
+        train_name, val_name = output_names(self.stage)
+        return self.tally, {train_name: train_digest, val_name: self.val_out.hexdigest()}
 
 
 def _stage_specs(cfg: DataConfig, stage: str) -> list[SourceSpec]:
@@ -378,8 +390,9 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
     report: dict[str, Any] = {}
     workers = resolve_workers(cfg)
     log.info("judging batches in %d process%s", workers, "es" if workers > 1 else "")
+    digests: dict[str, str] = {}  # SHA-256 of each output, taken as it is written
     with staging_dir(out_dir) as staging:
-        with ChunkedFile(staging / REJECTED) as rejects_file:
+        with ChunkedFile(staging / REJECTED, digest=True) as rejects_file:
             rejects = RejectsWriter(rejects_file, cfg.batch_size)
             files = LineFiles()
             try:
@@ -391,13 +404,17 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
                         writers[verdicts.stage].add(verdicts)
                     rejects.flush()
                     for stage, writer in writers.items():
-                        report[stage] = stage_report(writer.finish(pool))
+                        tally, digests_of_stage = writer.finish(pool)
+                        digests |= digests_of_stage
+                        report[stage] = stage_report(tally)
                         _warn_on_hints(stage, report[stage])
             finally:
                 files.close()
+            digests[REJECTED] = rejects_file.hexdigest()
         report["inputs"] = {"blank_lines": read_stats.blank_lines, "empty_files": read_stats.empty_files}
         report_bytes = orjson.dumps(report, option=orjson.OPT_INDENT_2)
         atomic_write_bytes(staging / REPORT, report_bytes)
+        digests[REPORT] = hashlib.sha256(report_bytes).hexdigest()
         names = [name for stage in STAGES for name in output_names(stage)] + [REJECTED, REPORT]
         publish(staging, out_dir, names)
     counts = {
@@ -411,5 +428,6 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
         outputs=names,
         counts=counts,
         libraries=LIBRARIES,
+        output_digests=digests,
     )
     return report
