@@ -59,7 +59,7 @@ def _source_lines(spec: SourceSpec, cfg: DataConfig, judge: Judge, sample_size: 
         fresh = Deduplicator().first_seen(verdicts.digests)
         kept += int(fresh.sum())
         sampled += len(items)
-        rules.update(rule for _, rule, _ in verdicts.rejects)
+        rules.update(verdicts.rejected_rules)
         rules["duplicate"] += int((~fresh).sum())
         lines.append(
             f"    {path} ({path.stat().st_size:,} bytes): {'' if is_exact else '~'}{count:,} records"
