@@ -429,7 +429,7 @@ def reject_lines(
     (`heads[head_bounds[h]:head_bounds[h+1]]`, the JSON up to `"line":`), `line_numbers[j]`,
     middle `middle_of[j]` (the rule and detail up to `"record":`, likewise), the record as
     orjson writes its parts under their keys, `{KEY0 PART0 ...}` (see `_put_body`), then
-    `}` and a line end: the pieces of `judge.reject_line_of_json`, put together without an
+    `}` and a line end: the pieces of `rejects.reject_line_of_json`, put together without an
     interpreter step per line. `capacity` must cover the bodies, heads and middles. Returns
     the bytes and the end of each line."""
     out = np.empty(capacity + 32 * len(records), dtype=np.uint8)
