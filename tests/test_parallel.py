@@ -4,10 +4,14 @@ re-raised."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from k12tune.parallel import WorkerPool
+from k12tune.parallel import WorkerPool, read_ahead
 
 _SETUP: dict[str, int] = {}
 
@@ -59,3 +63,83 @@ def test_workers_run_one_thread_and_the_environment_is_restored(monkeypatch: pyt
     assert {value for _, value in results} == {"1"}
     assert "OPENBLAS_NUM_THREADS" not in os.environ
     assert os.environ["MKL_NUM_THREADS"] == "3"  # a value the user set is left alone
+
+
+def _numbers(n: int, produced: list[int], fail_at: int | None = None):
+    try:
+        for k in range(n):
+            if k == fail_at:
+                raise OSError(f"cannot read item {k}")
+            produced.append(k)
+            yield k
+    finally:
+        produced.append(-1)  # closed
+
+
+def test_read_ahead_keeps_the_order_and_stays_within_its_capacity() -> None:
+    produced: list[int] = []
+    items = read_ahead(_numbers(100, produced), lambda k: 3 if k % 10 == 0 else 1, capacity=5)
+    taken, most_ahead = [], 0
+    for k in items:
+        time.sleep(0.002)  # the producer runs ahead as far as the capacity lets it
+        # produced after `k`: the ones queued, then at most one waiting for room
+        queued = [j for j in produced[len(taken) + 1 : -1] if j >= 0]
+        assert sum(3 if j % 10 == 0 else 1 for j in queued) <= 5 or len(queued) == 1
+        most_ahead = max(most_ahead, len(queued))
+        taken.append(k)
+    assert taken == list(range(100))
+    assert most_ahead >= 3
+    assert produced[-1] == -1
+
+
+def test_read_ahead_raises_the_producers_error_after_the_items_before_it() -> None:
+    produced: list[int] = []
+    taken = []
+    with pytest.raises(OSError, match="cannot read item 7"):
+        for k in read_ahead(_numbers(100, produced, fail_at=7), lambda k: 1, capacity=4):
+            taken.append(k)
+    assert taken == list(range(7))
+    assert produced[-1] == -1
+
+
+def test_closing_read_ahead_stops_and_closes_the_producer() -> None:
+    produced: list[int] = []
+    items = read_ahead(_numbers(1000, produced), lambda k: 1, capacity=4)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    assert produced[-1] == -1  # closed before `close` returned
+    assert len(produced) - 1 <= 3 + 4 + 1  # taken, waiting, and one blocked on the capacity
+
+
+def test_an_item_heavier_than_the_capacity_still_passes_alone() -> None:
+    produced: list[int] = []
+    assert list(read_ahead(_numbers(5, produced), lambda k: 10, capacity=4)) == [0, 1, 2, 3, 4]
+
+
+_PRELOAD_CHECK = """
+import sys
+from k12tune.parallel import WorkerPool
+
+def loaded_before_setup():
+    return "k12tune.data.warmup" in sys.modules
+
+def setup():
+    global BEFORE
+    BEFORE = loaded_before_setup()
+
+def work(_):
+    return BEFORE
+
+if __name__ == "__main__":
+    with WorkerPool(2, setup, preload=("k12tune.data.warmup",)) as pool:
+        print(sorted(set(pool.map(work, range(4)))), loaded_before_setup())
+"""
+
+
+def test_preloaded_modules_are_in_the_workers_before_their_setup(tmp_path: Path) -> None:
+    """The fork server imports `preload` once; the workers it forks have it, and the main
+    process does not import it."""
+    script = tmp_path / "check.py"
+    script.write_text(_PRELOAD_CHECK)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["[True]", "False"]

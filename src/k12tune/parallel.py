@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -62,10 +63,18 @@ class WorkerPool:
     spawned and the work runs in this process."""
 
     def __init__(
-        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...] = ()
+        self,
+        workers: int,
+        initializer: Callable[..., None],
+        initargs: tuple[Any, ...] = (),
+        preload: tuple[str, ...] = (),
     ) -> None:
         self.workers = workers
         self.initializer, self.initargs = initializer, initargs
+        # Modules that the fork server imports once, before it forks the workers (see
+        # `data.warmup`): what they load, every worker starts with. Only the first pool of a
+        # process starts the fork server, so only its `preload` counts; it only saves time.
+        self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
         self._saved_env: dict[str, str | None] = {}
 
@@ -81,9 +90,12 @@ class WorkerPool:
         self._saved_env = {name: os.environ.get(name) for name in WORKER_ENV}
         for name, value in WORKER_ENV.items():
             os.environ.setdefault(name, value)
+        context = multiprocessing.get_context(method)
+        if method == "forkserver" and self.preload:
+            context.set_forkserver_preload(list(self.preload))
         self._pool = ProcessPoolExecutor(
             self.workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=context,
             initializer=_start_worker,
             initargs=(self.initializer, self.initargs),
         )
@@ -118,3 +130,65 @@ class WorkerPool:
         finally:
             for future in pending:
                 future.cancel()
+
+
+_END = object()
+
+
+def read_ahead(items: Iterable[In], weight: Callable[[In], int], capacity: int) -> Iterator[In]:
+    """`items`, produced by a thread of this process while the caller works on earlier ones,
+    with at most `capacity` (summed `weight`) produced but not yet taken. For reading that
+    mostly waits or runs outside the GIL (file reads, hashing, numpy), such as the data
+    stage's chunking of its input, which then uses a CPU that would otherwise wait for the
+    worker processes to start. An exception raised by `items` is raised here; closing this
+    iterator stops the thread, and closes `items`, before it returns. An item heavier than
+    `capacity` is still produced, alone."""
+    queue: deque[tuple[In, int]] = deque()
+    held = [0]
+    done: list[Any] = []  # the end: [_END] or [exception]
+    stop = threading.Event()
+    changed = threading.Condition()
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                w = weight(item)
+                with changed:
+                    changed.wait_for(lambda w=w: stop.is_set() or held[0] == 0 or held[0] + w <= capacity)
+                    if stop.is_set():
+                        return
+                    queue.append((item, w))
+                    held[0] += w
+                    changed.notify_all()
+            end: Any = _END
+        except BaseException as exc:  # handed to the consumer, raised there
+            end = exc
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        with changed:
+            done.append(end)
+            changed.notify_all()
+
+    thread = threading.Thread(target=produce, name="read_ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            with changed:
+                changed.wait_for(lambda: bool(queue) or bool(done))
+                if queue:
+                    item, w = queue.popleft()
+                    held[0] -= w
+                    changed.notify_all()
+                elif done[0] is _END:
+                    return
+                else:
+                    raise done[0]
+            yield item
+    finally:
+        with changed:
+            stop.set()
+            changed.notify_all()
+        thread.join()

@@ -12,6 +12,7 @@ import pytest
 
 import k12tune.data.readers as readers
 from k12tune.data.readers import (
+    JudgedProgress,
     RawItem,
     ReadStats,
     find_data_files,
@@ -19,6 +20,7 @@ from k12tune.data.readers import (
     iter_hub,
     iter_jsonl,
     iter_source,
+    jsonl_chunks,
 )
 from k12tune.data.specs import SourceSpec
 from k12tune.errors import DataError
@@ -686,3 +688,37 @@ def read_array_of(tmp_path: Path, values: list[Any]) -> list[RawItem]:
     path = tmp_path / "arr.json"
     path.write_text(json.dumps(values), encoding="utf-8")
     return read(path)
+
+
+class _Bar:
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.updates, self.closed = total, 0, [], False
+
+    def update(self, n: int) -> None:
+        self.n += n
+        self.updates.append(n)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_judged_progress_advances_each_files_bar_to_its_size_then_closes_it(tmp_path, monkeypatch):
+    """The bar follows the chunks judged (the reading runs ahead), BOM included."""
+    bars: dict[str, _Bar] = {}
+    monkeypatch.setattr(
+        readers, "_progress", lambda path: bars.setdefault(path.name, _Bar(path.stat().st_size))
+    )
+    monkeypatch.setattr(readers, "_CHUNK", 16)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    line = b'{"prompt": "x", "response": "y"}\n'
+    first.write_bytes(b"\xef\xbb\xbf" + line * 3)
+    second.write_bytes(b'{"k": 1}\n' * 5)
+    chunks = [c for path in (first, second) for c in jsonl_chunks(path, ReadStats())]
+    with JudgedProgress() as progress:
+        for chunk in chunks[:-1]:
+            progress.advance(chunk)
+        assert bars["a.jsonl"].closed and not bars["b.jsonl"].closed
+        assert bars["a.jsonl"].n == first.stat().st_size
+        assert bars["a.jsonl"].updates == [3 + len(line), len(line), len(line)]
+    assert bars["b.jsonl"].closed  # on leaving, short of its end
+    assert bars["b.jsonl"].n == chunks[-2].end < second.stat().st_size

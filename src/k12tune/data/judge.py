@@ -104,6 +104,7 @@ class Verdicts:
     weight: float
     read: int
     blank_lines: int
+    chunk: JsonlChunk | None = None  # the batch's, if it was one
     rejects: RejectLines = field(default_factory=RejectLines)
     rejected_rules: dict[str, int] = field(default_factory=dict)
     counts: dict[str, FilterCounts] = field(default_factory=dict)
@@ -246,7 +247,7 @@ class Judge:
             columns = scanned.concat(columns) if records else scanned
         filters = build_filters(self.cfg.clean)
         pair_filter = DistinctPairFilter() if self.stage == "pref" else None
-        verdicts = Verdicts(batch.stage, batch.source, batch.weight, read, blank_lines)
+        verdicts = Verdicts(batch.stage, batch.source, batch.weight, read, blank_lines, batch.chunk)
         if len(columns):
             self._judge(columns, filters, pair_filter, verdicts)
         verdicts.rejects = verdicts.rejects.with_lines(rejects)

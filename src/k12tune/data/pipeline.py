@@ -18,6 +18,7 @@ import os
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -33,13 +34,13 @@ from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
 from k12tune.data.judge import RawBatch, Verdicts, judge_batch, start_worker
 from k12tune.data.linecopy import LineWindow, copy_window
 from k12tune.data.mix import MixedBucketSampler
-from k12tune.data.readers import JsonlChunk, ReadStats, find_data_files, iter_work, local_dir
+from k12tune.data.readers import JsonlChunk, JudgedProgress, ReadStats, find_data_files, iter_work, local_dir
 from k12tune.data.rejects import RejectsWriter, payload, reject_line
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import record_id
 from k12tune.fileio import ChunkedFile
 from k12tune.manifest import remove_manifest, write_manifest
-from k12tune.parallel import WorkerPool, available_cpus
+from k12tune.parallel import WorkerPool, available_cpus, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "dataset
 PARALLEL_MIN_BYTES = 64 << 20
 # The training file is copied from the spill files in windows of this many lines (see `linecopy`).
 _WINDOW = 16384
+# How far the input is read (hashed, cut into chunks) ahead of the judging: a JSONL chunk
+# weighs 1 (a few hundred bytes of memory; the chunk's bytes are read where it is judged), a
+# batch of parsed records a quarter of this, so that at most 4 such batches wait in memory.
+_READ_AHEAD = 1024
 
 
 def output_names(stage: str) -> tuple[str, str]:
@@ -397,9 +402,19 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
             files = LineFiles()
             try:
                 writers = {stage: StageWriter(stage, cfg, staging, rejects, files) for stage in STAGES}
-                batches = _raw_batches(cfg, writers, read_stats, staging)
-                with WorkerPool(workers, start_worker, (cfg,)) as pool:
+                batches = read_ahead(
+                    _raw_batches(cfg, writers, read_stats, staging),
+                    lambda batch: 1 if batch.chunk is not None else _READ_AHEAD // 4,
+                    _READ_AHEAD,
+                )
+                with (
+                    closing(batches),
+                    JudgedProgress() as progress,
+                    WorkerPool(workers, start_worker, (cfg,), preload=("k12tune.data.warmup",)) as pool,
+                ):
                     for verdicts in pool.map(judge_batch, batches):
+                        if verdicts.chunk is not None:
+                            progress.advance(verdicts.chunk)
                         read_stats.blank_lines += verdicts.blank_lines
                         writers[verdicts.stage].add(verdicts)
                     rejects.flush()

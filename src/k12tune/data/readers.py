@@ -88,6 +88,30 @@ def _progress(path: Path) -> tqdm:
     )
 
 
+class JudgedProgress:
+    """A progress bar per JSONL file, in bytes, advanced as its chunks are judged."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tqdm] = {}
+
+    def advance(self, chunk: JsonlChunk) -> None:
+        bar = self._bars.get(chunk.path)
+        if bar is None:
+            bar = self._bars[chunk.path] = _progress(Path(chunk.path))
+        bar.update(chunk.end - bar.n)
+        if chunk.end >= bar.total:
+            bar.close()
+            del self._bars[chunk.path]
+
+    def __enter__(self) -> JudgedProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars = {}
+
+
 def parse_line(line: bytes, origin: Origin) -> RawItem:
     """A JSONL line -> parsed item, or a rejected one naming why it is not JSON."""
     try:
@@ -115,15 +139,15 @@ class JsonlChunk:
 def jsonl_chunks(path: Path, stats: ReadStats) -> Iterator[JsonlChunk]:
     """The file cut into chunks of whole lines, about `_CHUNK` bytes each. The bytes are read
     here only to hash the file and find line ends; the lines are read and parsed by whoever
-    judges the chunk (`read_chunk`), in parallel."""
+    judges the chunk (`read_chunk`), in parallel. The progress bar follows the judging
+    (`JudgedProgress`): this may run far ahead of it."""
     hasher = hashlib.sha256()
     name = str(path)
     start = offset = 0
     line = 1
-    with open(path, "rb") as handle, _progress(path) as bar:
+    with open(path, "rb") as handle:
         while block := handle.read(_CHUNK):
             hasher.update(block)
-            bar.update(len(block))
             if offset == 0 and block.startswith(_BOM):
                 start = len(_BOM)
             offset += len(block)

@@ -1,0 +1,73 @@
+"""data.warmup: after it, judging real data and copying its lines load no further kernel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+_CHECK = """
+import sys, tempfile
+from pathlib import Path
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+import k12tune.data.warmup
+from k12tune.data import kernels, sftscan
+from k12tune.data.judge import RawBatch, judge_batch
+from k12tune.data.linecopy import LineWindow, copy_window
+from k12tune.data.readers import ReadStats, batched, iter_file, jsonl_chunks
+
+
+def loaded():
+    return {
+        (module.__name__, name): len(kernel.signatures)
+        for module in (kernels, sftscan)
+        for name, kernel in vars(module).items()
+        if isinstance(kernel, CPUDispatcher)
+    }
+
+
+before = loaded()
+folder = tempfile.mkdtemp()
+for argument in sys.argv[1:]:
+    stage, path = argument.split(":", 1)
+    if path.endswith(".jsonl"):
+        batches = [RawBatch(stage, "real", 1.0, chunk) for chunk in jsonl_chunks(Path(path), ReadStats())]
+    else:
+        items = batched(iter_file(Path(path), "real", ReadStats()), 64)
+        batches = [RawBatch.of(stage, "real", 1.0, batch) for batch in items]
+    for batch in batches:
+        batch.spill_dir = folder
+        verdicts = judge_batch(batch)
+        out = Path(folder) / f"{stage}.out"
+        out.touch()
+        # as the pipeline builds a window: arrays indexed by the sampler's order
+        order = np.arange(len(verdicts.line_ends))[::-1].copy()
+        file_nos = np.frombuffer(np.zeros(len(order), dtype=np.int16).tobytes(), dtype=np.int16)[order]
+        offsets = (verdicts.spill_offset + verdicts.line_starts())[order]
+        sizes = verdicts.line_sizes()[order]
+        copy_window(LineWindow([verdicts.spill], file_nos, offsets, sizes, str(out), 0))
+new = {key: (n, loaded()[key]) for key, n in before.items() if loaded()[key] != n}
+print(sum(before.values()), sorted(new.items()))
+"""
+
+
+def test_real_batches_need_no_kernel_that_the_warm_up_did_not_load(tmp_path: Path, shared_data: Path) -> None:
+    script = tmp_path / "check.py"
+    script.write_text(_CHECK)
+    files = [
+        ("sft", "prompt_response_zh.jsonl"),
+        ("sft", "messages_en.jsonl"),
+        ("sft", "alpaca_zh_demo.json"),
+        ("pref", "dpo_zh_demo.json"),
+        ("pref", "dpo_en_demo.json"),
+    ]
+    arguments = [f"{stage}:{shared_data / stage / name}" for stage, name in files]
+    result = subprocess.run(
+        [sys.executable, str(script), *arguments], capture_output=True, text=True, check=True
+    )
+    loaded, new = result.stdout.split(maxsplit=1)
+    assert int(loaded) >= 8  # the scanner and the kernels each stage runs
+    assert new.strip() == "[]"
