@@ -7,7 +7,8 @@ and the workers that the fork server forks from this process start with them
 (`parallel.WorkerPool`'s `preload`). Without it each worker spends about 0.6 s importing and
 loading them, all workers at once, so that on a 2-CPU machine nothing else runs meanwhile;
 with it one process does that while the main process reads its input ahead
-(`parallel.read_ahead`): 1M records, 2 workers, 7.0 -> 6.7 s (`bench/bench_prepare.py`).
+(`parallel.read_ahead`). 1M records on 2 CPUs: 6.65, 6.97, 6.79 s before, 6.39, 6.19,
+6.30 s after, runs alternated.
 `tests/data/test_warmup.py` checks that a real batch then needs no kernel this did not load.
 It only saves time: should it fail, the workers load the kernels themselves.
 """
