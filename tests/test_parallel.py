@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -76,19 +77,27 @@ def _numbers(n: int, produced: list[int], fail_at: int | None = None):
         produced.append(-1)  # closed
 
 
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the read-ahead thread did not get there"
+        time.sleep(0.001)
+
+
 def test_read_ahead_keeps_the_order_and_stays_within_its_capacity() -> None:
     produced: list[int] = []
     items = read_ahead(_numbers(100, produced), lambda k: 3 if k % 10 == 0 else 1, capacity=5)
-    taken, most_ahead = [], 0
-    for k in items:
-        time.sleep(0.002)  # the producer runs ahead as far as the capacity lets it
-        # produced after `k`: the ones queued, then at most one waiting for room
-        queued = [j for j in produced[len(taken) + 1 : -1] if j >= 0]
-        assert sum(3 if j % 10 == 0 else 1 for j in queued) <= 5 or len(queued) == 1
-        most_ahead = max(most_ahead, len(queued))
-        taken.append(k)
-    assert taken == list(range(100))
-    assert most_ahead >= 3
+    assert next(items) == 0
+    # 1..5 (weight 5) wait in the queue; the thread holds 6 while it waits for room
+    _wait_until(lambda: len(produced) == 7)
+    time.sleep(0.05)
+    assert produced == [0, 1, 2, 3, 4, 5, 6]
+    assert [next(items) for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    # 7, 8, 9 (weight 3) fit; 10 (weight 3) does not, and waits in the thread's hand
+    _wait_until(lambda: len(produced) == 11)
+    time.sleep(0.05)
+    assert produced[-4:] == [7, 8, 9, 10]
+    assert list(items) == list(range(7, 100))
     assert produced[-1] == -1
 
 
@@ -109,6 +118,37 @@ def test_closing_read_ahead_stops_and_closes_the_producer() -> None:
     items.close()
     assert produced[-1] == -1  # closed before `close` returned
     assert len(produced) - 1 <= 3 + 4 + 1  # taken, waiting, and one blocked on the capacity
+
+
+def test_read_ahead_raises_an_error_of_iter_or_close() -> None:
+    class Unreadable:
+        def __iter__(self):
+            raise PermissionError("no access")
+
+    with pytest.raises(PermissionError, match="no access"):
+        list(read_ahead(Unreadable(), lambda k: 1, capacity=4))
+
+    def closes_badly():
+        try:
+            yield 1
+        finally:
+            raise OSError("close failed")
+
+    with pytest.raises(OSError, match="close failed"):
+        list(read_ahead(closes_badly(), lambda k: 1, capacity=4))
+
+
+def test_leaving_read_ahead_early_does_not_wait_for_a_stalled_read() -> None:
+    def stalls():
+        yield 1
+        time.sleep(5)  # a hub download that hangs
+        yield 2
+
+    items = read_ahead(stalls(), lambda k: 1, capacity=4)
+    assert next(items) == 1
+    started = time.monotonic()
+    items.close()
+    assert time.monotonic() - started < 3
 
 
 def test_an_item_heavier_than_the_capacity_still_passes_alone() -> None:

@@ -72,8 +72,9 @@ class WorkerPool:
         self.workers = workers
         self.initializer, self.initargs = initializer, initargs
         # Modules that the fork server imports once, before it forks the workers (see
-        # `data.warmup`): what they load, every worker starts with. Only the first pool of a
-        # process starts the fork server, so only its `preload` counts; it only saves time.
+        # `data.warmup`): what they load, every worker starts with. Only the pool that starts
+        # the process's fork server sets what it preloads (and the setting stays for a later
+        # start of it); a preload only saves time.
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -82,8 +83,9 @@ class WorkerPool:
         if self.workers <= 1:
             self.initializer(*self.initargs)
             return self
-        # forkserver: workers start from a clean, single-threaded server process instead of a
-        # copy of this one (fork would copy any threads' locks held at that instant).
+        # forkserver: workers start from a single-threaded server process (`preload` at most
+        # imports into it; `WORKER_ENV` keeps OpenBLAS to one thread there) instead of a copy
+        # of this one (fork would copy any threads' locks held at that instant).
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         # Set while the pool lives: its processes (and the fork server, when this pool is the
         # first to start it) take the environment when they start, on the first `map`.
@@ -133,16 +135,21 @@ class WorkerPool:
 
 
 _END = object()
+# How long leaving `read_ahead` early waits for the item its thread is reading (a stalled hub
+# download must not hold up Ctrl-C or an error).
+_ABANDON_AFTER = 1.0
 
 
 def read_ahead(items: Iterable[In], weight: Callable[[In], int], capacity: int) -> Iterator[In]:
-    """`items`, produced by a thread of this process while the caller works on earlier ones,
-    with at most `capacity` (summed `weight`) produced but not yet taken. For reading that
+    """`items`, produced by a thread of this process while the caller works on earlier ones:
+    at most `capacity` (summed `weight`) wait to be taken, plus the one item the thread holds
+    while it waits for room (an item heavier than `capacity` waits alone). For reading that
     mostly waits or runs outside the GIL (file reads, hashing, numpy), such as the data
     stage's chunking of its input, which then uses a CPU that would otherwise wait for the
-    worker processes to start. An exception raised by `items` is raised here; closing this
-    iterator stops the thread, and closes `items`, before it returns. An item heavier than
-    `capacity` is still produced, alone."""
+    worker processes to start. An exception raised by `items` is raised here, after the items
+    before it. Leaving the iteration (its end, `close`, an error) stops the thread, which
+    closes `items`; on an error or `close`, this waits at most `_ABANDON_AFTER` seconds for the
+    item the thread is reading, then leaves it to finish alone (it is a daemon thread)."""
     queue: deque[tuple[In, int]] = deque()
     held = [0]
     done: list[Any] = []  # the end: [_END] or [exception]
@@ -150,30 +157,35 @@ def read_ahead(items: Iterable[In], weight: Callable[[In], int], capacity: int) 
     changed = threading.Condition()
 
     def produce() -> None:
-        source = iter(items)
+        end: Any = _END
+        source: Iterator[In] | None = None
         try:
+            source = iter(items)
             for item in source:
                 w = weight(item)
                 with changed:
                     changed.wait_for(lambda w=w: stop.is_set() or held[0] == 0 or held[0] + w <= capacity)
                     if stop.is_set():
-                        return
+                        break
                     queue.append((item, w))
                     held[0] += w
                     changed.notify_all()
-            end: Any = _END
         except BaseException as exc:  # handed to the consumer, raised there
             end = exc
         finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-        with changed:
-            done.append(end)
-            changed.notify_all()
+            try:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            except BaseException as exc:
+                end = exc if end is _END else end
+            with changed:
+                done.append(end)
+                changed.notify_all()
 
     thread = threading.Thread(target=produce, name="read_ahead", daemon=True)
     thread.start()
+    finished = False
     try:
         while True:
             with changed:
@@ -183,12 +195,14 @@ def read_ahead(items: Iterable[In], weight: Callable[[In], int], capacity: int) 
                     held[0] -= w
                     changed.notify_all()
                 elif done[0] is _END:
+                    finished = True
                     return
                 else:
+                    finished = True
                     raise done[0]
             yield item
     finally:
         with changed:
             stop.set()
             changed.notify_all()
-        thread.join()
+        thread.join(None if finished else _ABANDON_AFTER)

@@ -53,10 +53,11 @@ LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "dataset
 PARALLEL_MIN_BYTES = 64 << 20
 # The training file is copied from the spill files in windows of this many lines (see `linecopy`).
 _WINDOW = 16384
-# How far the input is read (hashed, cut into chunks) ahead of the judging: a JSONL chunk
-# weighs 1 (a few hundred bytes of memory; the chunk's bytes are read where it is judged), a
-# batch of parsed records a quarter of this, so that at most 4 such batches wait in memory.
-_READ_AHEAD = 1024
+# How far the input is read (hashed, cut into chunks) ahead of the judging, in bytes of JSONL
+# (only the chunks' bounds are kept: their bytes are read again where they are judged, from
+# the page cache if it still holds them). A batch of parsed records weighs a quarter of this,
+# so that at most 4 such batches wait in the queue, besides the one being read.
+_READ_AHEAD = 1 << 30
 
 
 def output_names(stage: str) -> tuple[str, str]:
@@ -404,7 +405,7 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
                 writers = {stage: StageWriter(stage, cfg, staging, rejects, files) for stage in STAGES}
                 batches = read_ahead(
                     _raw_batches(cfg, writers, read_stats, staging),
-                    lambda batch: 1 if batch.chunk is not None else _READ_AHEAD // 4,
+                    lambda batch: batch.chunk.end - batch.chunk.start if batch.chunk else _READ_AHEAD // 4,
                     _READ_AHEAD,
                 )
                 with (

@@ -8,9 +8,9 @@ and the workers that the fork server forks from this process start with them
 loading them, all workers at once, so that on a 2-CPU machine nothing else runs meanwhile;
 with it one process does that while the main process reads its input ahead
 (`parallel.read_ahead`). 1M records on 2 CPUs: 6.65, 6.97, 6.79 s before, 6.39, 6.19,
-6.30 s after, runs alternated.
-`tests/data/test_warmup.py` checks that a real batch then needs no kernel this did not load.
-It only saves time: should it fail, the workers load the kernels themselves.
+6.30 s after, runs alternated. `tests/data/test_warmup.py` checks that a real batch then
+needs no kernel this did not load. It only saves time: should it fail, the workers load the
+kernels themselves.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ _RECORDS: dict[str, list[dict]] = {
 
 
 def warm_up() -> None:
-    """Judge `_RECORDS` of each stage in this process and copy the SFT lines kept."""
+    """Judge `_RECORDS` of each stage in this process and copy each stage's lines kept."""
     start_worker(DataConfig())
     with tempfile.TemporaryDirectory(prefix="k12tune-warmup-") as folder:
         for stage, records in _RECORDS.items():
@@ -77,4 +77,4 @@ def warm_up() -> None:
 try:
     warm_up()
 except Exception as exc:  # an optimisation only: the workers load what they need themselves
-    log.debug("warm-up failed: %s", exc)
+    log.warning("k12tune: loading the data-stage kernels ahead failed (%s); each worker loads them", exc)
