@@ -122,6 +122,22 @@ def test_4gram_hash_collisions_do_not_merge_4grams(code_points: tuple[int, ...])
     assert stats.rep_ratio_4gram.tolist() == pytest.approx([reference(t)[2] for t in texts])
 
 
+def test_4grams_of_a_text_that_leaves_the_bmp_late() -> None:
+    # The kernel counts a text as BMP-only until a code point says otherwise, then counts it
+    # again the general way: in one batch, BMP texts and texts whose first astral character
+    # comes after many repeated 4-grams, each the same text twice in a row, must all match.
+    rng = random.Random(7)
+    bmp = [chr(cp) for cp in (0x41, 0x42, 0x4E00, 0x4E01)]
+    texts = []
+    for n in (10, 200, 3000):
+        body = "".join(rng.choice(bmp) for _ in range(n))
+        for late in (body, body + "😀" + body[:50], body[: n // 2] + "\U00020000" + body):
+            texts += [late, late]
+    stats = text_stats(texts)
+    assert stats.rep_ratio_4gram.tolist() == pytest.approx([reference(t)[2] for t in texts])
+    assert stats.rep_ratio_4gram[2] != stats.rep_ratio_4gram[0]  # the late emoji counts
+
+
 def test_repetition_only_for_selected_texts() -> None:
     texts = Texts.of(["哈哈哈哈哈", "abcabcabc", "xyz"])
     ratios = rep_ratio_4gram(texts, np.array([False, True, True]))
