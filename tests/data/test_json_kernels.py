@@ -13,7 +13,7 @@ from k12tune.data import kernels
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns
 from k12tune.data.filters import Failures
 from k12tune.data.judge import Judge, hex_ids
-from k12tune.data.rejects import payload, reject_line_of_json
+from k12tune.data.rejects import record_json, reject_line_of_json
 from k12tune.data.split import record_id
 from k12tune.records import ROLES, Origin, PrefRecord, SFTRecord
 
@@ -45,6 +45,12 @@ def record(rng: random.Random, stage: str) -> SFTRecord | PrefRecord:
     return PrefRecord(messages(rng.randrange(1, 3)), messages(1), messages(1), origin)
 
 
+def payload(body: dict) -> dict:
+    """An output record (`to_json()` form) as the rejects file shows it."""
+    del body["id"], body["source"], body["lang"]
+    return body
+
+
 def test_output_and_reject_lines_are_what_orjson_writes() -> None:
     rng = random.Random(3)
     for stage in ("sft", "pref"):
@@ -71,6 +77,9 @@ def test_output_and_reject_lines_are_what_orjson_writes() -> None:
             expected.append(orjson.dumps(r.to_json()) + b"\n")
         assert lines.tobytes() == b"".join(expected)
         assert ends.tolist() == np.cumsum([len(line) for line in expected]).tolist()
+        # A duplicate's reject is cut out of its output line, not parsed and dumped again.
+        for line in expected:
+            assert record_json(line, source) == orjson.dumps(payload(orjson.loads(line)))
 
         # The rejects file's lines, for records of two files at various lines, in position
         # order whatever order the rules dropped them in.

@@ -35,7 +35,7 @@ from k12tune.data.judge import RawBatch, Verdicts, judge_batch, start_worker
 from k12tune.data.linecopy import LineWindow, copy_window
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.data.readers import JsonlChunk, JudgedProgress, ReadStats, find_data_files, iter_work, local_dir
-from k12tune.data.rejects import RejectsWriter, payload, reject_line
+from k12tune.data.rejects import RejectsWriter, record_json, reject_line_of_json
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import record_id
 from k12tune.fileio import ChunkedFile
@@ -230,7 +230,7 @@ class StageWriter:
 
     def _late_reject(self, v: Verdicts, line: bytes, k: int, rule: str, detail: str) -> bytes:
         """A rejection decided here, after judging: rebuilt from the record's output line."""
-        return reject_line(self.stage, v.origin(k), rule, detail, payload(orjson.loads(line)))
+        return reject_line_of_json(self.stage, v.origin(k), rule, detail, record_json(line, v.source))
 
     def add(self, v: Verdicts) -> None:
         source = self.tally.sources[v.source]
@@ -269,7 +269,7 @@ class StageWriter:
         for rule, n in (("duplicate", len(duplicate)), ("weight", len(held))):
             if n:
                 source.rules[rule] += n
-        kept = np.union1d(val, train)
+        kept = fresh & (v.val | (v.copies > 0))  # val or train: a mask, not np.union1d (a sort)
         self.tally.count_kept(source, v.is_zh[kept], v.lengths[kept])
         self.val_out.write(b"".join(line(k) for k in val.tolist()))
         self.tally.val_records += len(val)

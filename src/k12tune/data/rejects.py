@@ -20,12 +20,18 @@ import orjson
 from k12tune.fileio import ChunkedFile
 from k12tune.records import Origin
 
+# What comes before the body in an output line (`kernels.json_lines`), but the source.
+_ID_HEAD = len(b'{"id":"') + 24 + len(b'","source":')
+_LANG = len(b',"lang":"zh",')
 
-def payload(body: dict[str, Any]) -> dict[str, Any]:
-    """An output record (`to_json()` form) as the rejects file shows it: without id, source
-    and lang."""
-    del body["id"], body["source"], body["lang"]
-    return body
+
+def record_json(line: bytes, source: str) -> bytes:
+    """The rejects file's form of a record (its output line without id, source and lang) cut
+    out of `line`, its output line of source `source`: the line is
+    `{"id":ID,"source":SOURCE,"lang":LANG,BODY}` and a line end (`kernels.json_lines`, which
+    writes what orjson writes), so this is `{BODY}`, which orjson would give for the record
+    parsed without those three fields, without the parse (10 us per duplicate)."""
+    return b"{" + line[_ID_HEAD + len(orjson.dumps(source)) + _LANG : -1]
 
 
 def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any) -> bytes:
