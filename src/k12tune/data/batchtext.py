@@ -24,6 +24,11 @@ ROLE_CODES: dict[str, int] = {role: code for code, role in enumerate(ROLES)}
 # The role names as the kernels write them: role r is ROLE_NAMES[ROLE_NAME_BOUNDS[r]:ROLE_NAME_BOUNDS[r+1]].
 ROLE_NAMES = np.frombuffer("".join(ROLES).encode("ascii"), dtype=np.uint8)
 ROLE_NAME_BOUNDS = np.cumsum([0, *map(len, ROLES)], dtype=np.int64)
+# An output line's head, as `kernels.json_lines` writes it and `rejects.record_json` cuts it
+# off: ID_KEY, the record id's hex digits, SOURCE_KEY, the source as JSON, LANG_KEYS[is_zh].
+ID_KEY = b'{"id":"'
+SOURCE_KEY = b'","source":'
+LANG_KEYS = (b',"lang":"en",', b',"lang":"zh",')
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from k12tune.data.filters import (
 from k12tune.data.normalize import clean_text
 from k12tune.data.readers import JsonlChunk, RawItem, chunk_bytes, parse_line, read_chunk
 from k12tune.data.rejects import RejectLines, reject_head, reject_line, reject_middle
-from k12tune.data.split import copies, is_val
+from k12tune.data.split import ID_BYTES, copies, is_val
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
 from k12tune.fileio import write_all
@@ -154,9 +154,10 @@ _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 def hex_ids(digests: bytes) -> np.ndarray:
-    """`split.record_id` of every 32-byte digest, as an (n, 24) array of ASCII hex digits."""
-    head = np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)[:, :12]
-    return np.stack([_HEX_DIGITS[head >> 4], _HEX_DIGITS[head & 0xF]], axis=2).reshape(-1, 24)
+    """`split.record_id` of every 32-byte digest, as an (n, 2 * ID_BYTES) array of ASCII hex
+    digits."""
+    head = np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST_SIZE)[:, :ID_BYTES]
+    return np.stack([_HEX_DIGITS[head >> 4], _HEX_DIGITS[head & 0xF]], axis=2).reshape(-1, 2 * ID_BYTES)
 
 
 def packed(pieces: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

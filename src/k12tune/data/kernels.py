@@ -18,6 +18,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from k12tune.data.batchtext import ID_KEY, LANG_KEYS, SOURCE_KEY
+
 _NGRAM = 4
 # Multipliers of the 4-gram hash (odd 64-bit constants from splitmix64 / xxhash).
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
@@ -57,11 +59,11 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
     An open-addressing hash set per text, O(length). Slot s is `table[s]`: the number of the
     text that filled it plus one (so that the table is never cleared between texts), and what
     it holds; the two share a cache line, so a probe reads one (with separate arrays it read
-    two: 3.10 against 2.48 ns per code point on batches of the benchmark corpus). In a text of the Basic
-    Multilingual Plane only (nearly all: CJK, Latin, punctuation) a 4-gram is four 16-bit code
-    units, so the slot holds the 4-gram itself as one 64-bit key, built by shifting one code
-    point in per step. Otherwise it holds the position of the 4-gram's first occurrence and a
-    probe compares the four code points. Either way a hash collision costs time, never
+    two: 3.10 against 2.48 ns per code point on batches of the benchmark corpus). In a text
+    of the Basic Multilingual Plane only (nearly all: CJK, Latin, punctuation) a 4-gram is four
+    16-bit code units, so the slot holds the 4-gram itself as one 64-bit key, built by shifting
+    one code point in per step. Otherwise it holds the position of the 4-gram's first occurrence
+    and a probe compares the four code points. Either way a hash collision costs time, never
     exactness."""
     n_texts = len(bounds) - 1
     counts = np.zeros(n_texts, dtype=np.int64)
@@ -519,10 +521,9 @@ def json_lines(
     return out[:at], ends
 
 
-_ID_KEY = np.frombuffer(b'{"id":"', dtype=np.uint8).copy()
-_SOURCE_KEY = np.frombuffer(b'","source":', dtype=np.uint8).copy()
-_ZH = np.frombuffer(b',"lang":"zh",', dtype=np.uint8).copy()
-_EN = np.frombuffer(b',"lang":"en",', dtype=np.uint8).copy()
+_ID_KEY = np.frombuffer(ID_KEY, dtype=np.uint8).copy()
+_SOURCE_KEY = np.frombuffer(SOURCE_KEY, dtype=np.uint8).copy()
+_EN, _ZH = (np.frombuffer(key, dtype=np.uint8).copy() for key in LANG_KEYS)
 
 
 @intrinsic

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from k12tune.data.specs import SourceSpec
 from k12tune.errors import DataError
+from k12tune.manifest import file_sha256
 from k12tune.records import Origin
 
 log = logging.getLogger(__name__)
@@ -315,15 +316,7 @@ def iter_parquet(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]
                 row += 1
                 yield RawItem(value, Origin(source, name, row))
             bar.update(batch.num_rows)
-    stats.files[name] = _file_sha256(path)
-
-
-def _file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+    stats.files[name] = file_sha256(path)
 
 
 def _is_empty(path: Path, stats: ReadStats) -> bool:

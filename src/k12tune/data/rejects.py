@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import orjson
 
+from k12tune.data.batchtext import ID_KEY, LANG_KEYS, SOURCE_KEY
+from k12tune.data.split import ID_BYTES
 from k12tune.fileio import ChunkedFile
 from k12tune.records import Origin
 
-# What comes before the body in an output line (`kernels.json_lines`), but the source.
-_ID_HEAD = len(b'{"id":"') + 24 + len(b'","source":')
-_LANG = len(b',"lang":"zh",')
+# What comes before the body in an output line (see `batchtext.ID_KEY`; both language keys
+# are as long), but the source.
+_HEAD = len(ID_KEY) + 2 * ID_BYTES + len(SOURCE_KEY) + len(LANG_KEYS[0])
 
 
 def record_json(line: bytes, source: str) -> bytes:
@@ -31,7 +33,7 @@ def record_json(line: bytes, source: str) -> bytes:
     `{"id":ID,"source":SOURCE,"lang":LANG,BODY}` and a line end (`kernels.json_lines`, which
     writes what orjson writes), so this is `{BODY}`, which orjson would give for the record
     parsed without those three fields, without the parse (10 us per duplicate)."""
-    return b"{" + line[_ID_HEAD + len(orjson.dumps(source)) + _LANG : -1]
+    return b"{" + line[_HEAD + len(orjson.dumps(source)) : -1]
 
 
 def reject_line(stage: str, origin: Origin, rule: str, detail: str, record: Any) -> bytes:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 _SCALE = float(1 << 64)
+ID_BYTES = 12  # digest bytes in a record id (`record_id`): 96 bits, 24 hex digits
 
 
 def _units(digests: bytes, start: int) -> np.ndarray:
@@ -37,5 +38,5 @@ def copies(digests: bytes, weight: float) -> np.ndarray:
 
 
 def record_id(digest: bytes) -> str:
-    """Stable id: the first 12 bytes of the digest in hex. Unique after dedup (96 bits)."""
-    return digest[:12].hex()
+    """Stable id: the first `ID_BYTES` bytes of the digest in hex. Unique after dedup (96 bits)."""
+    return digest[:ID_BYTES].hex()
