@@ -8,6 +8,14 @@ against a plain-Python reference. Compiled once per machine (`cache=True`: numba
 machine code next to this file, or in NUMBA_CACHE_DIR), so later processes only load it.
 Imported where a kernel runs, not at module level: numba takes 0.2 s and tens of MiB to import,
 which the pipeline's main process, the dry run and `--help` do not need.
+
+Reference counting: numba counts references to an array with atomic instructions each time a
+compiled function takes it, returns it or slices it (perf: 3.5% of the whole data stage's
+samples). A function compiled without numba's runtime (`_nrt=False`, a numba target option)
+cannot allocate, but takes arrays and views without counting. So a kernel that writes per
+record allocates its outputs and hands them to such a function for the loop (`json_lines`
+and `_json_lines_into`). The helpers' arrays travel in tuples (`layout`, `names`): one
+argument each instead of a dozen.
 """
 
 from __future__ import annotations
@@ -313,14 +321,20 @@ _CONTENT_KEY = np.frombuffer(b'","content":"', dtype=np.uint8).copy()
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _put_bytes(out: np.ndarray, at: int, data: np.ndarray, a: int, b: int) -> int:
-    for i in range(a, b):
-        out[at] = data[i]
-        at += 1
-    return at
+def copy_slice(out: np.ndarray, at: int, data: np.ndarray, a: int, b: int) -> int:
+    """data[a:b] into out[at:], returning the end. Through views, whose indices are known not
+    to be negative, so that the loop is vectorised (in a function without reference counting,
+    see the module docstring, a view costs nothing). A slice assignment would allocate: numba
+    copies the source when the two may overlap."""
+    n = b - a
+    target = out[at : at + n]
+    source = data[a:b]
+    for k in range(n):
+        target[k] = source[k]
+    return at + n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _put_part(
     out: np.ndarray,
     at: int,
@@ -339,10 +353,10 @@ def _put_part(
         if m > first:
             out[at] = 0x2C  # ,
             at += 1
-        at = _put_bytes(out, at, _ROLE_KEY, 0, len(_ROLE_KEY))
+        at = copy_slice(out, at, _ROLE_KEY, 0, len(_ROLE_KEY))
         r = roles[m]
-        at = _put_bytes(out, at, role_names, role_name_bounds[r], role_name_bounds[r + 1])
-        at = _put_bytes(out, at, _CONTENT_KEY, 0, len(_CONTENT_KEY))
+        at = copy_slice(out, at, role_names, role_name_bounds[r], role_name_bounds[r + 1])
+        at = copy_slice(out, at, _CONTENT_KEY, 0, len(_CONTENT_KEY))
         for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
             at = _put_json_char(out, at, cps[i])
         out[at] = 0x22  # "
@@ -360,25 +374,16 @@ def json_capacity(
     return 6 * len(cps) + (role_names.size + 32) * len(roles) + 16 * len(part_messages)
 
 
-@njit(cache=True, nogil=True)
-def _put_body(
-    out: np.ndarray,
-    at: int,
-    k: int,
-    cps: np.ndarray,
-    content_bounds: np.ndarray,
-    roles: np.ndarray,
-    part_messages: np.ndarray,
-    record_parts: np.ndarray,
-    part_keys: np.ndarray,
-    part_key_bounds: np.ndarray,
-    role_names: np.ndarray,
-    role_name_bounds: np.ndarray,
-) -> int:
+@njit(cache=True, nogil=True, _nrt=False)
+def _put_body(out: np.ndarray, at: int, k: int, layout: tuple, names: tuple) -> int:
     """Record k's parts, each after its key: `KEY0 PART0 KEY1 PART1 ...`, KEYs as `part_keys`
-    gives them (`"messages":` or `"prompt":`, `,"chosen":`, `,"rejected":`)."""
+    gives them (`"messages":` or `"prompt":`, `,"chosen":`, `,"rejected":`). `layout` is the
+    batch's (cps, content_bounds, roles, part_messages, record_parts) and `names` its
+    (part_keys, part_key_bounds, role_names, role_name_bounds)."""
+    cps, content_bounds, roles, part_messages, record_parts = layout
+    part_keys, part_key_bounds, role_names, role_name_bounds = names
     for q, p in enumerate(range(record_parts[k], record_parts[k + 1])):
-        at = _put_bytes(out, at, part_keys, part_key_bounds[q], part_key_bounds[q + 1])
+        at = copy_slice(out, at, part_keys, part_key_bounds[q], part_key_bounds[q + 1])
         at = _put_part(
             out,
             at,
@@ -441,32 +446,32 @@ def reject_lines(
     the bytes and the end of each line."""
     out = np.empty(capacity + 32 * len(records), dtype=np.uint8)
     ends = np.empty(len(records), dtype=np.int64)
+    layout = (cps, content_bounds, roles, part_messages, record_parts)
+    names = (part_keys, part_key_bounds, role_names, role_name_bounds)
+    pieces = (heads, head_bounds, head_of, line_numbers, middles, middle_bounds, middle_of)
+    at = _reject_lines_into(out, ends, layout, names, records, pieces)
+    return out[:at], ends
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _reject_lines_into(
+    out: np.ndarray, ends: np.ndarray, layout: tuple, names: tuple, records: np.ndarray, pieces: tuple
+) -> int:
+    """The loop of `reject_lines`, into `out` and `ends`; returns the bytes written."""
+    heads, head_bounds, head_of, line_numbers, middles, middle_bounds, middle_of = pieces
     at = 0
     for j in range(len(records)):
-        at = _put_bytes(out, at, heads, head_bounds[head_of[j]], head_bounds[head_of[j] + 1])
+        at = copy_slice(out, at, heads, head_bounds[head_of[j]], head_bounds[head_of[j] + 1])
         at = _put_int(out, at, line_numbers[j])
-        at = _put_bytes(out, at, middles, middle_bounds[middle_of[j]], middle_bounds[middle_of[j] + 1])
+        at = copy_slice(out, at, middles, middle_bounds[middle_of[j]], middle_bounds[middle_of[j] + 1])
         out[at] = 0x7B  # {
-        at = _put_body(
-            out,
-            at + 1,
-            records[j],
-            cps,
-            content_bounds,
-            roles,
-            part_messages,
-            record_parts,
-            part_keys,
-            part_key_bounds,
-            role_names,
-            role_name_bounds,
-        )
+        at = _put_body(out, at + 1, records[j], layout, names)
         out[at] = 0x7D  # } of the record
         out[at + 1] = 0x7D  # } of the line
         out[at + 2] = 0x0A
         at += 3
         ends[j] = at
-    return out[:at], ends
+    return at
 
 
 @njit(cache=True, nogil=True)
@@ -492,33 +497,38 @@ def json_lines(
     each line."""
     out = np.empty(capacity + 64 * len(records) + len(source) * len(records), dtype=np.uint8)
     ends = np.empty(len(records), dtype=np.int64)
+    layout = (cps, content_bounds, roles, part_messages, record_parts)
+    names = (part_keys, part_key_bounds, role_names, role_name_bounds)
+    at = _json_lines_into(out, ends, layout, names, records, ids, is_zh, source)
+    return out[:at], ends
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _json_lines_into(
+    out: np.ndarray,
+    ends: np.ndarray,
+    layout: tuple,
+    names: tuple,
+    records: np.ndarray,
+    ids: np.ndarray,
+    is_zh: np.ndarray,
+    source: np.ndarray,
+) -> int:
+    """The loop of `json_lines`, into `out` and `ends`; returns the bytes written."""
     at = 0
     for j in range(len(records)):
-        at = _put_bytes(out, at, _ID_KEY, 0, len(_ID_KEY))
-        at = _put_bytes(out, at, ids[j], 0, len(ids[j]))
-        at = _put_bytes(out, at, _SOURCE_KEY, 0, len(_SOURCE_KEY))
-        at = _put_bytes(out, at, source, 0, len(source))
+        at = copy_slice(out, at, _ID_KEY, 0, len(_ID_KEY))
+        at = copy_slice(out, at, ids[j], 0, len(ids[j]))
+        at = copy_slice(out, at, _SOURCE_KEY, 0, len(_SOURCE_KEY))
+        at = copy_slice(out, at, source, 0, len(source))
         lang = _ZH if is_zh[j] else _EN
-        at = _put_bytes(out, at, lang, 0, len(lang))
-        at = _put_body(
-            out,
-            at,
-            records[j],
-            cps,
-            content_bounds,
-            roles,
-            part_messages,
-            record_parts,
-            part_keys,
-            part_key_bounds,
-            role_names,
-            role_name_bounds,
-        )
+        at = copy_slice(out, at, lang, 0, len(lang))
+        at = _put_body(out, at, records[j], layout, names)
         out[at] = 0x7D  # }
         out[at + 1] = 0x0A
         at += 2
         ends[j] = at
-    return out[:at], ends
+    return at
 
 
 _ID_KEY = np.frombuffer(ID_KEY, dtype=np.uint8).copy()

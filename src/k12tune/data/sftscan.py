@@ -19,6 +19,11 @@ A line is taken (`FAST`) when
     stripping (the system text may be), and the turns alternate as `_check_order` wants.
 Anything else (a wrong type, an unknown role, a field that only the Python path explains in a
 rejection) is `SLOW`: the Python path then keeps or rejects it as before.
+
+The loop and its helpers are compiled without numba's reference counting (`_nrt=False`, see
+`kernels`): an atomic increment and decrement of every array argument on each call of
+`_string` and the others took 15% of the scan. `scan_sft_lines` only allocates. Together with
+the vectorised `kernels.copy_slice` the scan went from 650 to 850 MB/s on the benchmark corpus.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from numba import njit
 
 from k12tune.data.aliases import ROLE_ALIASES
+from k12tune.data.kernels import copy_slice
 from k12tune.records import ROLES
 
 # Line kinds.
@@ -88,7 +94,7 @@ def _needs_cleaning(c: int) -> bool:
     return c <= 0x9F or 0x200B <= c <= 0x200D or c == 0x2060 or c == 0xFEFF
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[int, int, bool]:
     """Decode the JSON string whose opening quote is d[i] into out[at:]. Returns the index
     after its closing quote (-1 when it is not a string orjson accepts), the end of the
@@ -184,7 +190,7 @@ def _literal(d: np.ndarray, i: int, end: int, word: np.ndarray) -> int:
     return i + n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _number(d: np.ndarray, i: int, end: int) -> int:
     """Index after the JSON number at d[i] (no exponent; see `_MAX_NUMBER`), or -1."""
     start = i
@@ -210,7 +216,7 @@ def _number(d: np.ndarray, i: int, end: int) -> int:
     return i if i - start <= _MAX_NUMBER else -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _colon(d: np.ndarray, i: int, end: int, scratch: np.ndarray) -> int:
     """After an object key at d[i] and its colon: the index of the value, or -1."""
     if i >= end or d[i] != 0x22:
@@ -224,7 +230,7 @@ def _colon(d: np.ndarray, i: int, end: int, scratch: np.ndarray) -> int:
     return _ws(d, i + 1, end)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _skip_value(d: np.ndarray, i: int, end: int, scratch: np.ndarray, closers: np.ndarray) -> int:
     """Index after the JSON value at d[i], validated as orjson would, or -1. Iterative (numba's
     cache cannot hold a recursive function): `closers` is the stack of open containers."""
@@ -302,7 +308,7 @@ def _strip(cps: np.ndarray, a: int, b: int, space: np.ndarray) -> tuple[int, int
     return a, b
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _turns(
     d: np.ndarray,
     i: int,
@@ -429,23 +435,81 @@ def scan_sft_lines(
     n_lines = len(line_ends)
     kinds = np.zeros(n_lines, dtype=np.uint8)
     cps = np.empty(n + 16, dtype=np.uint32)
-    scratch = np.empty(n + 16, dtype=np.uint32)
     text_bounds = np.zeros(n_lines + 1, dtype=np.int64)
     message_counts = np.zeros(n_lines, dtype=np.int64)
     max_turns = n // 16 + 16  # a turn object takes at least 16 bytes
     roles = np.empty(max_turns + 3 * n_lines, dtype=np.uint8)
     content_bounds = np.empty(2 * (max_turns + 3 * n_lines), dtype=np.int64)
-    turn_role = np.empty(max_turns, dtype=np.int64)
-    turn_span = np.empty(2 * max_turns, dtype=np.int64)
+    n_names = len(name_bounds) - 1
+    work = (
+        np.empty(n + 16, dtype=np.uint32),  # scratch: the decoded strings of the line
+        np.empty(max_turns, dtype=np.int64),  # turn_role
+        np.empty(2 * max_turns, dtype=np.int64),  # turn_span
+        np.empty(n_names, dtype=np.int64),  # kind, per name
+        np.empty((n_names, 3), dtype=np.int64),  # span: STRING: start, end, dirty; TURNS: first, count
+        np.empty(name_rank.shape[1], dtype=np.int64),  # best, per field
+        np.empty((len(_TURN_KEYS), 3), dtype=np.int64),  # fields: per turn key: kind, start, end
+        np.empty(_MAX_DEPTH, dtype=np.uint8),  # closers
+        np.empty(max_turns + 3, dtype=np.int64),  # msg_role
+        np.empty((max_turns + 3, 4), dtype=np.int64),  # msg_span: content, then an appended input
+    )
+    n_fast, n_messages, at = _scan_lines(
+        d,
+        line_ends,
+        names,
+        name_bounds,
+        name_rank,
+        turn_keys,
+        turn_key_bounds,
+        role_names,
+        role_bounds,
+        role_codes,
+        space,
+        kinds,
+        cps,
+        text_bounds,
+        message_counts,
+        roles,
+        content_bounds,
+        work,
+    )
+    return (
+        kinds,
+        cps[:at],
+        text_bounds[: n_fast + 1],
+        message_counts[:n_fast],
+        roles[:n_messages],
+        content_bounds[: 2 * n_messages],
+    )
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _scan_lines(
+    d: np.ndarray,
+    line_ends: np.ndarray,
+    names: np.ndarray,
+    name_bounds: np.ndarray,
+    name_rank: np.ndarray,
+    turn_keys: np.ndarray,
+    turn_key_bounds: np.ndarray,
+    role_names: np.ndarray,
+    role_bounds: np.ndarray,
+    role_codes: np.ndarray,
+    space: np.ndarray,
+    kinds: np.ndarray,
+    cps: np.ndarray,
+    text_bounds: np.ndarray,
+    message_counts: np.ndarray,
+    roles: np.ndarray,
+    content_bounds: np.ndarray,
+    work: tuple,
+) -> tuple[int, int, int]:
+    """The loop of `scan_sft_lines`, into its arrays and the scratch arrays `work`. Returns
+    the number of FAST lines, of their messages and of their code points."""
+    scratch, turn_role, turn_span, kind, span, best, fields, closers, msg_role, msg_span = work
+    n_lines = len(line_ends)
     n_names = len(name_bounds) - 1
     n_fields = name_rank.shape[1]
-    kind = np.empty(n_names, dtype=np.int64)
-    span = np.empty((n_names, 3), dtype=np.int64)  # STRING: start, end, dirty; TURNS: first, count
-    best = np.empty(n_fields, dtype=np.int64)
-    fields = np.empty((len(_TURN_KEYS), 3), dtype=np.int64)  # per turn key: kind, start, end
-    closers = np.empty(_MAX_DEPTH, dtype=np.uint8)
-    msg_role = np.empty(max_turns + 3, dtype=np.int64)
-    msg_span = np.empty((max_turns + 3, 4), dtype=np.int64)  # content, then an appended input
     n_fast = 0
     n_messages = 0
     at = 0
@@ -623,28 +687,19 @@ def scan_sft_lines(
                 at += 1
             content_bounds[2 * n_messages] = at
             a, b = msg_span[m, 0], msg_span[m, 1]
-            cps[at : at + b - a] = scratch[a:b]
-            at += b - a
+            at = copy_slice(cps, at, scratch, a, b)
             if msg_span[m, 2] >= 0:
                 cps[at] = 0x0A
                 at += 1
                 a, b = msg_span[m, 2], msg_span[m, 3]
-                cps[at : at + b - a] = scratch[a:b]
-                at += b - a
+                at = copy_slice(cps, at, scratch, a, b)
             content_bounds[2 * n_messages + 1] = at
             roles[n_messages] = msg_role[m]
             n_messages += 1
         message_counts[n_fast] = n_msg
         n_fast += 1
     text_bounds[n_fast] = at
-    return (
-        kinds,
-        cps[:at],
-        text_bounds[: n_fast + 1],
-        message_counts[:n_fast],
-        roles[:n_messages],
-        content_bounds[: 2 * n_messages],
-    )
+    return n_fast, n_messages, at
 
 
 def _name_table(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
