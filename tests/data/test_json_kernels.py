@@ -66,7 +66,8 @@ def test_output_and_reject_lines_are_what_orjson_writes() -> None:
         is_zh = np.array([rng.random() < 0.5 for _ in chosen])
         source = '源 "quoted"'
         lines, ends = kernels.json_lines(
-            cps, *layout.arrays(), np.asarray(chosen, dtype=np.int64), hex_ids(digests), is_zh,
+            cps, *layout.arrays(), *layout.raw_arrays(), np.asarray(chosen, dtype=np.int64),
+            hex_ids(digests), is_zh,
             np.frombuffer(orjson.dumps(source), dtype=np.uint8), *encoding,
         )  # fmt: skip
         expected = []

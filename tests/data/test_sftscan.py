@@ -42,12 +42,17 @@ def needs_only_stripping(line: bytes) -> bool:
 
 
 def scan(lines: list[bytes], aliases: dict) -> tuple[np.ndarray, list[list[dict] | None]]:
-    """Kinds per line, and the messages of each line the scanner took (None for the others)."""
+    """Kinds per line, and the messages of each line the scanner took (None for the others).
+    A message's raw bounds, where it has them, hold its content as orjson writes it."""
     data = b"\n".join(lines)
     scanner = SftScanner.of(aliases)
-    line_ends, kinds, cps, text_bounds, counts, roles, bounds = scanner.scan(
+    line_ends, kinds, cps, text_bounds, counts, roles, bounds, raw_bounds = scanner.scan(
         np.frombuffer(data, dtype=np.uint8), unicode_tables().space
     )
+    assert len(raw_bounds) == len(bounds)
+    for m in np.flatnonzero(raw_bounds[0::2] >= 0).tolist():
+        content = cps[bounds[2 * m] : bounds[2 * m + 1]].tobytes().decode("utf-32-le")
+        assert data[raw_bounds[2 * m] : raw_bounds[2 * m + 1]] == orjson.dumps(content)[1:-1]
     assert len(kinds) == len(lines)
     newlines = (np.cumsum([len(line) + 1 for line in lines]) - 1).tolist()
     assert line_ends.tolist() == [*newlines[:-1], len(data)]
@@ -127,6 +132,9 @@ RAW_STRING_FORMS = [
     b'"\\ud83d"',  # lone high surrogate: orjson refuses
     b'"\\ude00x"',  # lone low surrogate
     b'"\\u00e9\\/\\b\\f"',
+    b'"\\/ escaped slash"',
+    b'"\\u0041 escaped A"',
+    b'"\\" quote \\\\ backslash \\n newline \\t tab"',
     b'"bad \\x escape"',
     b'"\xc3\xa9 ok"',
     b'"\xc3 truncated"',
@@ -309,6 +317,35 @@ def test_generated_tricky_lines_agree_with_the_python_path() -> None:
 def test_chosen_lines(line: bytes, kind: int) -> None:
     kinds = assert_agrees([line, b""])
     assert kinds[0] == kind
+
+
+def raw_contents(line: bytes) -> list[bytes | None]:
+    """Per message of a line the scanner takes: the raw bytes it gives for the content."""
+    scanner = SftScanner.of(merged_aliases({}))
+    _, kinds, *_, raw_bounds = scanner.scan(np.frombuffer(line, dtype=np.uint8), unicode_tables().space)
+    assert kinds.tolist() == [FAST]
+    return [line[a:b] if a >= 0 else None for a, b in raw_bounds.reshape(-1, 2).tolist()]
+
+
+def test_contents_that_orjson_writes_as_they_are_keep_their_raw_bytes() -> None:
+    # As written, with the escapes orjson writes too (\" \\ \n \t), in every shape.
+    assert raw_contents('{"prompt": "你好", "response": "a \\"q\\" \\\\ \\n\\t b"}'.encode()) == [
+        "你好".encode(),
+        b'a \\"q\\" \\\\ \\n\\t b',
+    ]
+    line = b'{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, '
+    line += b'{"role": "assistant", "content": "A"}]}'
+    assert raw_contents(line) == [b"S", b"Q", b"A"]
+    line = b'{"conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}], '
+    line += b'"system": "S"}'
+    assert raw_contents(line) == [b"S", b"Q", b"A"]
+    # Stripped, escaped otherwise than orjson does, or two strings joined: written anew.
+    assert raw_contents(b'{"prompt": " Q ", "response": "A\\/B"}') == [None, None]
+    assert raw_contents(b'{"prompt": "\\u4f60", "response": "A"}') == [None, b"A"]
+    assert raw_contents(b'{"instruction": "I", "input": "X", "output": "A"}') == [None, b"A"]
+    assert raw_contents(b'{"instruction": "I", "input": "", "output": "A"}') == [b"I", b"A"]
+    line = b'{"messages": [{"role": "user", "content": "Q\\t"}, {"role": "assistant", "content": "A"}]}'
+    assert raw_contents(line) == [None, b"A"]
 
 
 def test_config_aliases_are_matched_including_a_name_shared_by_two_fields() -> None:

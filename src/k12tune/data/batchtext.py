@@ -13,7 +13,7 @@ also records where each message's content lies in the part texts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,20 +31,37 @@ SOURCE_KEY = b'","source":'
 LANG_KEYS = (b',"lang":"en",', b',"lang":"zh",')
 
 
+# No raw JSON: every content is written from its code points.
+NO_RAW = np.frombuffer(b"", dtype=np.uint8)
+
+
 @dataclass(frozen=True, slots=True)
 class MessageLayout:
     """Message m has role `ROLES[roles[m]]` and content `cps[content_bounds[2m]:content_bounds[2m+1]]`
     of the batch's `Texts`; part p holds messages `part_messages[p]..part_messages[p+1]-1`,
-    record k parts `record_parts[k]..record_parts[k+1]-1` (text p of the `Texts` is part p)."""
+    record k parts `record_parts[k]..record_parts[k+1]-1` (text p of the `Texts` is part p).
+
+    `raw[raw_bounds[2m]:raw_bounds[2m+1]]`, when raw_bounds[2m] >= 0, is message m's content
+    exactly as orjson writes it inside a JSON string: bytes of the input line that the
+    compiled scanner read it from (`sftscan`), which the output writers copy instead of
+    encoding the code points again."""
 
     content_bounds: np.ndarray
     roles: np.ndarray
     part_messages: np.ndarray
     record_parts: np.ndarray
+    raw: np.ndarray = field(default_factory=lambda: NO_RAW)
+    raw_bounds: np.ndarray | None = None  # None: no content has raw bytes
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The four arrays, in the order the kernels take them."""
         return self.content_bounds, self.roles, self.part_messages, self.record_parts
+
+    def raw_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """`raw` and the raw bounds, -1 for every message when there are none."""
+        if self.raw_bounds is None:
+            return self.raw, np.full(len(self.content_bounds), -1, dtype=np.int64)
+        return self.raw, self.raw_bounds
 
 
 def record_parts(record: SFTRecord | PrefRecord) -> list[list[Message]]:
@@ -146,11 +163,15 @@ class Columns:
             np.concatenate([self.texts.cps, other.texts.cps]),
             np.concatenate([self.texts.bounds, other.texts.bounds[1:] + shift]),
         )
+        (a_raw, a_raw_bounds), (b_raw, b_raw_bounds) = a.raw_arrays(), b.raw_arrays()
+        raw = a_raw if not len(b_raw) else np.concatenate([a_raw, b_raw])
         layout = MessageLayout(
             np.concatenate([a.content_bounds, b.content_bounds + shift]),
             np.concatenate([a.roles, b.roles]),
             np.concatenate([a.part_messages, b.part_messages[1:] + a.part_messages[-1]]),
             np.concatenate([a.record_parts, b.record_parts[1:] + a.record_parts[-1]]),
+            raw,
+            np.concatenate([a_raw_bounds, np.where(b_raw_bounds >= 0, b_raw_bounds + len(a_raw), -1)]),
         )
         return Columns(
             texts,

@@ -195,14 +195,15 @@ class Judge:
 
         assert self.scanner is not None
         data = chunk_bytes(chunk)
-        line_ends, kinds, cps, text_bounds, counts, roles, content_bounds = self.scanner.scan(
-            np.frombuffer(data, dtype=np.uint8), unicode_tables().space
+        raw = np.frombuffer(data, dtype=np.uint8)
+        line_ends, kinds, cps, text_bounds, counts, roles, content_bounds, raw_bounds = self.scanner.scan(
+            raw, unicode_tables().space
         )
         is_record = (kinds == sftscan.FAST) | (kinds == sftscan.SLOW)
         positions = np.cumsum(is_record) - 1
         fast = np.flatnonzero(kinds == sftscan.FAST)
         parts = np.arange(len(fast) + 1, dtype=np.int64)
-        layout = MessageLayout(content_bounds, roles, offsets(counts), parts)
+        layout = MessageLayout(content_bounds, roles, offsets(counts), parts, raw, raw_bounds)
         columns = Columns(
             Texts(cps, text_bounds),
             layout,
@@ -299,6 +300,7 @@ class Judge:
         lines, out.line_ends = kernels.json_lines(
             cps,
             *layout.arrays(),
+            *layout.raw_arrays(),
             survivors,
             hex_ids(out.digests),
             is_zh,
@@ -346,6 +348,7 @@ class Judge:
         blob, ends = kernels.reject_lines(
             columns.texts.cps,
             *layout.arrays(),
+            *layout.raw_arrays(),
             records,
             heads,
             head_bounds,

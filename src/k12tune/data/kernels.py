@@ -196,8 +196,27 @@ def dedup_forms_utf8(
     part_starts = np.zeros(n_parts, dtype=np.int64)
     part_ends = np.zeros(n_parts, dtype=np.int64)
     not_simple = np.zeros(n_records, dtype=np.bool_)
+    layout = (cps, content_bounds, roles, part_messages, record_parts)
+    tables = (role_names, role_name_bounds, nfkc, simple, space)
+    at = _dedup_forms_into(out, part_starts, part_ends, not_simple, layout, selected, tables)
+    return out[:at], part_starts, part_ends, not_simple
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _dedup_forms_into(
+    out: np.ndarray,
+    part_starts: np.ndarray,
+    part_ends: np.ndarray,
+    not_simple: np.ndarray,
+    layout: tuple,
+    selected: np.ndarray,
+    tables: tuple,
+) -> int:
+    """The loop of `dedup_forms_utf8`, into its arrays; returns the bytes written."""
+    cps, content_bounds, roles, part_messages, record_parts = layout
+    role_names, role_name_bounds, nfkc, simple, space = tables
     at = 0
-    for k in range(n_records):
+    for k in range(len(record_parts) - 1):
         for p in range(record_parts[k], record_parts[k + 1]):
             if selected[k]:
                 if p > record_parts[k]:
@@ -234,7 +253,7 @@ def dedup_forms_utf8(
             else:
                 part_starts[p] = at
             part_ends[p] = at
-    return out[:at], part_starts, part_ends, not_simple
+    return at
 
 
 # Bytes that `plain_lines` must look at: line ends, escapes, controls, DEL and the lead bytes of
@@ -338,15 +357,16 @@ def copy_slice(out: np.ndarray, at: int, data: np.ndarray, a: int, b: int) -> in
 def _put_part(
     out: np.ndarray,
     at: int,
-    cps: np.ndarray,
-    content_bounds: np.ndarray,
-    roles: np.ndarray,
+    layout: tuple,
     first: int,
     stop: int,
     role_names: np.ndarray,
     role_name_bounds: np.ndarray,
 ) -> int:
-    """Messages first..stop-1 as `[{"role":...,"content":...},...]`, as orjson writes it."""
+    """Messages first..stop-1 as `[{"role":...,"content":...},...]`, as orjson writes it: a
+    content copied from its raw bytes where it has them (see `batchtext.MessageLayout`),
+    else encoded from its code points."""
+    cps, content_bounds, roles, _, _, raw, raw_bounds = layout
     out[at] = 0x5B  # [
     at += 1
     for m in range(first, stop):
@@ -357,8 +377,11 @@ def _put_part(
         r = roles[m]
         at = copy_slice(out, at, role_names, role_name_bounds[r], role_name_bounds[r + 1])
         at = copy_slice(out, at, _CONTENT_KEY, 0, len(_CONTENT_KEY))
-        for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
-            at = _put_json_char(out, at, cps[i])
+        if raw_bounds[2 * m] >= 0:
+            at = copy_slice(out, at, raw, raw_bounds[2 * m], raw_bounds[2 * m + 1])
+        else:
+            for i in range(content_bounds[2 * m], content_bounds[2 * m + 1]):
+                at = _put_json_char(out, at, cps[i])
         out[at] = 0x22  # "
         out[at + 1] = 0x7D  # }
         at += 2
@@ -378,23 +401,13 @@ def json_capacity(
 def _put_body(out: np.ndarray, at: int, k: int, layout: tuple, names: tuple) -> int:
     """Record k's parts, each after its key: `KEY0 PART0 KEY1 PART1 ...`, KEYs as `part_keys`
     gives them (`"messages":` or `"prompt":`, `,"chosen":`, `,"rejected":`). `layout` is the
-    batch's (cps, content_bounds, roles, part_messages, record_parts) and `names` its
-    (part_keys, part_key_bounds, role_names, role_name_bounds)."""
-    cps, content_bounds, roles, part_messages, record_parts = layout
+    batch's (cps, content_bounds, roles, part_messages, record_parts, raw, raw_bounds) and
+    `names` its (part_keys, part_key_bounds, role_names, role_name_bounds)."""
+    part_messages, record_parts = layout[3], layout[4]
     part_keys, part_key_bounds, role_names, role_name_bounds = names
     for q, p in enumerate(range(record_parts[k], record_parts[k + 1])):
         at = copy_slice(out, at, part_keys, part_key_bounds[q], part_key_bounds[q + 1])
-        at = _put_part(
-            out,
-            at,
-            cps,
-            content_bounds,
-            roles,
-            part_messages[p],
-            part_messages[p + 1],
-            role_names,
-            role_name_bounds,
-        )
+        at = _put_part(out, at, layout, part_messages[p], part_messages[p + 1], role_names, role_name_bounds)
     return at
 
 
@@ -423,6 +436,8 @@ def reject_lines(
     roles: np.ndarray,
     part_messages: np.ndarray,
     record_parts: np.ndarray,
+    raw: np.ndarray,
+    raw_bounds: np.ndarray,
     records: np.ndarray,
     heads: np.ndarray,
     head_bounds: np.ndarray,
@@ -446,7 +461,7 @@ def reject_lines(
     the bytes and the end of each line."""
     out = np.empty(capacity + 32 * len(records), dtype=np.uint8)
     ends = np.empty(len(records), dtype=np.int64)
-    layout = (cps, content_bounds, roles, part_messages, record_parts)
+    layout = (cps, content_bounds, roles, part_messages, record_parts, raw, raw_bounds)
     names = (part_keys, part_key_bounds, role_names, role_name_bounds)
     pieces = (heads, head_bounds, head_of, line_numbers, middles, middle_bounds, middle_of)
     at = _reject_lines_into(out, ends, layout, names, records, pieces)
@@ -481,6 +496,8 @@ def json_lines(
     roles: np.ndarray,
     part_messages: np.ndarray,
     record_parts: np.ndarray,
+    raw: np.ndarray,
+    raw_bounds: np.ndarray,
     records: np.ndarray,
     ids: np.ndarray,
     is_zh: np.ndarray,
@@ -497,7 +514,7 @@ def json_lines(
     each line."""
     out = np.empty(capacity + 64 * len(records) + len(source) * len(records), dtype=np.uint8)
     ends = np.empty(len(records), dtype=np.int64)
-    layout = (cps, content_bounds, roles, part_messages, record_parts)
+    layout = (cps, content_bounds, roles, part_messages, record_parts, raw, raw_bounds)
     names = (part_keys, part_key_bounds, role_names, role_name_bounds)
     at = _json_lines_into(out, ends, layout, names, records, ids, is_zh, source)
     return out[:at], ends

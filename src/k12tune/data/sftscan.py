@@ -45,6 +45,8 @@ FIELDS: tuple[str, ...] = ("messages", "conversations", "system", "prompt", "inp
 _MESSAGES, _CONVERSATIONS, _SYSTEM, _PROMPT, _INPUT, _RESPONSE, _HISTORY = range(len(FIELDS))
 # What a known key's value was.
 _ABSENT, _NULL, _STRING, _TURNS, _OTHER = range(5)
+# `_string`'s flags. \r \b \f decode to characters that need cleaning, so they are _DIRTY.
+_DIRTY, _ESCAPED = 1, 2
 _SYSTEM_ROLE, _USER_ROLE, _ASSISTANT_ROLE = (ROLES.index(r) for r in ("system", "user", "assistant"))
 _MAX_DEPTH = 64  # containers inside a skipped value (orjson allows 1024)
 _MAX_NUMBER = 64  # longer number tokens go to the Python path (orjson's own range checks)
@@ -95,27 +97,32 @@ def _needs_cleaning(c: int) -> bool:
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[int, int, bool]:
+def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[int, int, int]:
     """Decode the JSON string whose opening quote is d[i] into out[at:]. Returns the index
     after its closing quote (-1 when it is not a string orjson accepts), the end of the
-    decoded code points in `out`, and whether any of them needs cleaning."""
+    decoded code points in `out`, and flags: `_DIRTY` when any of them needs cleaning,
+    `_ESCAPED` when orjson would write the string otherwise than its bytes here are (an
+    escape other than \\" \\\\ \\n \\t)."""
     i += 1
-    dirty = False
+    flags = 0
     while i < end:
         b = np.int64(d[i])
         if b == 0x22:
-            return i + 1, at, dirty
+            return i + 1, at, flags
         if b == 0x5C:
             if i + 1 >= end:
-                return -1, at, dirty
+                return -1, at, flags
             e = np.int64(d[i + 1])
             i += 2
-            if e == 0x22 or e == 0x5C or e == 0x2F:
+            if e == 0x22 or e == 0x5C:
                 c = e
             elif e == 0x6E:
                 c = 0x0A
             elif e == 0x74:
                 c = 0x09
+            elif e == 0x2F:
+                c = e
+                flags |= _ESCAPED
             elif e == 0x72:
                 c = 0x0D
             elif e == 0x62:
@@ -123,60 +130,61 @@ def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[
             elif e == 0x66:
                 c = 0x0C
             elif e == 0x75:
+                flags |= _ESCAPED
                 c = _hex4(d, i, end)
                 i += 4
                 if c < 0 or 0xDC00 <= c <= 0xDFFF:
-                    return -1, at, dirty
+                    return -1, at, flags
                 if 0xD800 <= c <= 0xDBFF:  # must be followed by an escaped low surrogate
                     if not (i + 1 < end and d[i] == 0x5C and d[i + 1] == 0x75):
-                        return -1, at, dirty
+                        return -1, at, flags
                     low = _hex4(d, i + 2, end)
                     if low < 0xDC00 or low > 0xDFFF:
-                        return -1, at, dirty
+                        return -1, at, flags
                     c = 0x10000 + ((c - 0xD800) << 10) + (low - 0xDC00)
                     i += 6
             else:
-                return -1, at, dirty
+                return -1, at, flags
         elif b < 0x80:
             if b < 0x20:  # raw control characters are not allowed in JSON strings
-                return -1, at, dirty
+                return -1, at, flags
             out[at] = b
             at += 1
             i += 1
             if b == 0x7F:
-                dirty = True
+                flags |= _DIRTY
             continue
         # UTF-8: lead byte, continuation bytes 10xxxxxx; no overlong form, surrogate or
         # code point above U+10FFFF (orjson refuses those lines).
         elif 0xC2 <= b <= 0xDF and i + 1 < end:
             b1 = np.int64(d[i + 1])
             if (b1 & 0xC0) != 0x80:
-                return -1, at, dirty
+                return -1, at, flags
             c = ((b & 0x1F) << 6) | (b1 & 0x3F)
             i += 2
         elif 0xE0 <= b <= 0xEF and i + 2 < end:
             b1, b2 = np.int64(d[i + 1]), np.int64(d[i + 2])
             if (b1 & 0xC0) != 0x80 or (b2 & 0xC0) != 0x80:
-                return -1, at, dirty
+                return -1, at, flags
             if (b == 0xE0 and b1 < 0xA0) or (b == 0xED and b1 > 0x9F):
-                return -1, at, dirty
+                return -1, at, flags
             c = ((b & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
             i += 3
         elif 0xF0 <= b <= 0xF4 and i + 3 < end:
             b1, b2, b3 = np.int64(d[i + 1]), np.int64(d[i + 2]), np.int64(d[i + 3])
             if (b1 & 0xC0) != 0x80 or (b2 & 0xC0) != 0x80 or (b3 & 0xC0) != 0x80:
-                return -1, at, dirty
+                return -1, at, flags
             if (b == 0xF0 and b1 < 0x90) or (b == 0xF4 and b1 > 0x8F):
-                return -1, at, dirty
+                return -1, at, flags
             c = ((b & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((b2 & 0x3F) << 6) | (b3 & 0x3F)
             i += 4
         else:
-            return -1, at, dirty
+            return -1, at, flags
         out[at] = c
         at += 1
         if _needs_cleaning(c):
-            dirty = True
-    return -1, at, dirty
+            flags |= _DIRTY
+    return -1, at, flags
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -308,6 +316,26 @@ def _strip(cps: np.ndarray, a: int, b: int, space: np.ndarray) -> tuple[int, int
     return a, b
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _raw_span(quote: int, after: int, flags: int) -> tuple[int, int]:
+    """The bytes between the quotes of the string at d[quote] (`_string` returned `after`
+    and `flags`), or (-1, -1) when orjson would write the string otherwise."""
+    if flags & _ESCAPED:
+        return -1, -1
+    return quote + 1, after - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _verbatim(a: int, b: int, string: np.ndarray) -> tuple[int, int]:
+    """The raw span of a content that stripped to scratch[a:b], from the string it was:
+    `string` is its row of `span` or `fields`, whose last four columns are the decoded span
+    in `scratch` and the raw span (see `_raw_span`). The same raw span when stripping removed
+    nothing, else (-1, -1)."""
+    if a != string[-4] or b != string[-3]:
+        return -1, -1
+    return string[-2], string[-1]
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _turns(
     d: np.ndarray,
@@ -317,6 +345,7 @@ def _turns(
     at: int,
     turn_role: np.ndarray,
     turn_span: np.ndarray,
+    turn_raw: np.ndarray,
     n_turns: int,
     turn_keys: np.ndarray,
     turn_key_bounds: np.ndarray,
@@ -329,7 +358,8 @@ def _turns(
 ) -> tuple[int, int, int]:
     """Parse the list of turns at d[i] (a '['), each a {role, content} or {from, value} object
     as `converters._message` reads it, appending (role code, stripped content span in
-    `scratch`) to the turn arrays. Returns (index after the list, new scratch end, new turn
+    `scratch`, the content's bytes in `d` when they can be copied as they are, see
+    `_verbatim`) to the turn arrays. Returns (index after the list, new scratch end, new turn
     count), with index -1 when the list is not one the Python path would convert alike."""
     i = _ws(d, i + 1, end)
     if i < end and d[i] == 0x5D:
@@ -337,7 +367,7 @@ def _turns(
     while True:
         if i >= end or d[i] != 0x7B:
             return -1, at, n_turns
-        # kind, start, end of the role / content / from / value values
+        # kind, start, end, raw start, raw end of the role / content / from / value values
         for k in range(4):
             fields[k, 0] = _ABSENT
         i = _ws(d, i + 1, end)
@@ -360,10 +390,12 @@ def _turns(
                 if fields[key, 0] != _ABSENT:
                     return -1, at, n_turns  # a duplicate key: the last one would win
                 if d[i] == 0x22:
-                    i, value_end, dirty = _string(d, i, end, scratch, at)
-                    if i < 0 or dirty:
+                    quote = i
+                    i, value_end, flags = _string(d, i, end, scratch, at)
+                    if i < 0 or flags & _DIRTY:
                         return -1, at, n_turns
                     fields[key, 0], fields[key, 1], fields[key, 2] = _STRING, at, value_end
+                    fields[key, 3], fields[key, 4] = _raw_span(quote, i, flags)
                     at = value_end
                 else:
                     fields[key, 0] = _OTHER
@@ -387,12 +419,14 @@ def _turns(
         role = _match(scratch, fields[pair, 1], fields[pair, 2], role_names, role_bounds)
         if role < 0:
             return -1, at, n_turns
-        a, b = _strip(scratch, fields[pair + 1, 1], fields[pair + 1, 2], space)
+        content = fields[pair + 1]
+        a, b = _strip(scratch, content[1], content[2], space)
         if a == b:
             return -1, at, n_turns
         turn_role[n_turns] = role_codes[role]
         turn_span[2 * n_turns] = a
         turn_span[2 * n_turns + 1] = b
+        turn_raw[2 * n_turns], turn_raw[2 * n_turns + 1] = _verbatim(a, b, content)
         n_turns += 1
         i = _ws(d, i, end)
         if i < end and d[i] == 0x2C:
@@ -426,11 +460,14 @@ def scan_sft_lines(
     role_bounds: np.ndarray,
     role_codes: np.ndarray,
     space: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """See the module docstring. Line k of `d` ends at `line_ends[k]` (its b"\\n", or the end
     of `d`). Returns per line its kind, and for the FAST lines in line order: the code points
     of their conversations (contents joined by "\\n", stripped), the conversation bounds, the
-    number of messages of each, their roles and their content bounds (two per message)."""
+    number of messages of each, their roles, their content bounds (two per message), and
+    their raw bounds (two per message): where in `d` the content's JSON string lies, between
+    its quotes, when it is exactly what orjson writes for the content (no escape but \\"
+    \\\\ \\n \\t, nothing stripped, a single string), else -1, -1."""
     n = len(d)
     n_lines = len(line_ends)
     kinds = np.zeros(n_lines, dtype=np.uint8)
@@ -440,18 +477,23 @@ def scan_sft_lines(
     max_turns = n // 16 + 16  # a turn object takes at least 16 bytes
     roles = np.empty(max_turns + 3 * n_lines, dtype=np.uint8)
     content_bounds = np.empty(2 * (max_turns + 3 * n_lines), dtype=np.int64)
+    raw_bounds = np.empty(2 * (max_turns + 3 * n_lines), dtype=np.int64)
     n_names = len(name_bounds) - 1
     work = (
         np.empty(n + 16, dtype=np.uint32),  # scratch: the decoded strings of the line
         np.empty(max_turns, dtype=np.int64),  # turn_role
         np.empty(2 * max_turns, dtype=np.int64),  # turn_span
+        np.empty(2 * max_turns, dtype=np.int64),  # turn_raw
         np.empty(n_names, dtype=np.int64),  # kind, per name
-        np.empty((n_names, 3), dtype=np.int64),  # span: STRING: start, end, dirty; TURNS: first, count
+        # span: STRING: dirty, start, end, raw start, raw end; TURNS: -, first, count
+        np.empty((n_names, 5), dtype=np.int64),
         np.empty(name_rank.shape[1], dtype=np.int64),  # best, per field
-        np.empty((len(_TURN_KEYS), 3), dtype=np.int64),  # fields: per turn key: kind, start, end
+        # fields: per turn key: kind, start, end, raw start, raw end
+        np.empty((len(_TURN_KEYS), 5), dtype=np.int64),
         np.empty(_MAX_DEPTH, dtype=np.uint8),  # closers
         np.empty(max_turns + 3, dtype=np.int64),  # msg_role
         np.empty((max_turns + 3, 4), dtype=np.int64),  # msg_span: content, then an appended input
+        np.empty((max_turns + 3, 2), dtype=np.int64),  # msg_raw
     )
     n_fast, n_messages, at = _scan_lines(
         d,
@@ -471,6 +513,7 @@ def scan_sft_lines(
         message_counts,
         roles,
         content_bounds,
+        raw_bounds,
         work,
     )
     return (
@@ -480,6 +523,7 @@ def scan_sft_lines(
         message_counts[:n_fast],
         roles[:n_messages],
         content_bounds[: 2 * n_messages],
+        raw_bounds[: 2 * n_messages],
     )
 
 
@@ -502,11 +546,25 @@ def _scan_lines(
     message_counts: np.ndarray,
     roles: np.ndarray,
     content_bounds: np.ndarray,
+    raw_bounds: np.ndarray,
     work: tuple,
 ) -> tuple[int, int, int]:
     """The loop of `scan_sft_lines`, into its arrays and the scratch arrays `work`. Returns
     the number of FAST lines, of their messages and of their code points."""
-    scratch, turn_role, turn_span, kind, span, best, fields, closers, msg_role, msg_span = work
+    (
+        scratch,
+        turn_role,
+        turn_span,
+        turn_raw,
+        kind,
+        span,
+        best,
+        fields,
+        closers,
+        msg_role,
+        msg_span,
+        msg_raw,
+    ) = work
     n_lines = len(line_ends)
     n_names = len(name_bounds) - 1
     n_fields = name_rank.shape[1]
@@ -551,9 +609,11 @@ def _scan_lines(
                 ok = False  # a duplicate key
                 break
             elif d[i] == 0x22:
-                i, value_end, dirty = _string(d, i, end, scratch, s_at)
+                quote = i
+                i, value_end, flags = _string(d, i, end, scratch, s_at)
                 kind[name] = _STRING
-                span[name, 0], span[name, 1], span[name, 2] = s_at, value_end, dirty
+                span[name, 0], span[name, 1], span[name, 2] = flags & _DIRTY, s_at, value_end
+                span[name, 3], span[name, 4] = _raw_span(quote, i, flags)
                 s_at = value_end
             elif d[i] == 0x5B and (name_rank[name, _MESSAGES] >= 0 or name_rank[name, _CONVERSATIONS] >= 0):
                 first = n_turns
@@ -565,6 +625,7 @@ def _scan_lines(
                     s_at,
                     turn_role,
                     turn_span,
+                    turn_raw,
                     n_turns,
                     turn_keys,
                     turn_key_bounds,
@@ -576,7 +637,7 @@ def _scan_lines(
                     closers,
                 )
                 kind[name] = _TURNS
-                span[name, 0], span[name, 1] = first, n_turns - first
+                span[name, 1], span[name, 2] = first, n_turns - first
             elif d[i] == 0x6E:
                 i = _literal(d, i, end, _NULL_WORD)
                 kind[name] = _NULL
@@ -615,7 +676,7 @@ def _scan_lines(
         if turns >= 0:
             if kind[turns] != _TURNS:
                 continue
-            first, count = span[turns, 0], span[turns, 1]
+            first, count = span[turns, 1], span[turns, 2]
             with_system = best[_MESSAGES] < 0 and turn_role[first] != _SYSTEM_ROLE
         else:
             prompt, response = best[_PROMPT], best[_RESPONSE]
@@ -624,12 +685,13 @@ def _scan_lines(
             with_system = True
         system = best[_SYSTEM]
         if with_system and system >= 0:
-            if kind[system] != _STRING or span[system, 2]:
+            if kind[system] != _STRING or span[system, 0]:
                 continue
-            a, b = _strip(scratch, span[system, 0], span[system, 1], space)
+            a, b = _strip(scratch, span[system, 1], span[system, 2], space)
             if a < b:
                 msg_role[0] = _SYSTEM_ROLE
                 msg_span[0, 0], msg_span[0, 1], msg_span[0, 2] = a, b, -1
+                msg_raw[0, 0], msg_raw[0, 1] = _verbatim(a, b, span[system])
                 n_msg = 1
         if turns >= 0:
             for t in range(first, first + count):
@@ -639,25 +701,29 @@ def _scan_lines(
                     turn_span[2 * t + 1],
                     -1,
                 )
+                msg_raw[n_msg, 0], msg_raw[n_msg, 1] = turn_raw[2 * t], turn_raw[2 * t + 1]
                 n_msg += 1
         else:
-            if kind[prompt] != _STRING or span[prompt, 2] or kind[response] != _STRING or span[response, 2]:
+            if kind[prompt] != _STRING or span[prompt, 0] or kind[response] != _STRING or span[response, 0]:
                 continue
-            a, b = _strip(scratch, span[prompt, 0], span[prompt, 1], space)
-            ra, rb = _strip(scratch, span[response, 0], span[response, 1], space)
+            a, b = _strip(scratch, span[prompt, 1], span[prompt, 2], space)
+            ra, rb = _strip(scratch, span[response, 1], span[response, 2], space)
             if a == b or ra == rb:
                 continue
             msg_role[n_msg] = _USER_ROLE
             msg_span[n_msg, 0], msg_span[n_msg, 1], msg_span[n_msg, 2] = a, b, -1
+            msg_raw[n_msg, 0], msg_raw[n_msg, 1] = _verbatim(a, b, span[prompt])
             extra = best[_INPUT]
             if extra >= 0:
-                if kind[extra] != _STRING or span[extra, 2]:
+                if kind[extra] != _STRING or span[extra, 0]:
                     continue
-                ia, ib = _strip(scratch, span[extra, 0], span[extra, 1], space)
-                if ia < ib:
+                ia, ib = _strip(scratch, span[extra, 1], span[extra, 2], space)
+                if ia < ib:  # the content is prompt "\n" input: written from its code points
                     msg_span[n_msg, 2], msg_span[n_msg, 3] = ia, ib
+                    msg_raw[n_msg, 0], msg_raw[n_msg, 1] = -1, -1
             msg_role[n_msg + 1] = _ASSISTANT_ROLE
             msg_span[n_msg + 1, 0], msg_span[n_msg + 1, 1], msg_span[n_msg + 1, 2] = ra, rb, -1
+            msg_raw[n_msg + 1, 0], msg_raw[n_msg + 1, 1] = _verbatim(ra, rb, span[response])
             n_msg += 2
         # -- `_check_order`: system? then user, assistant, ... ending with assistant
         body = 1 if msg_role[0] == _SYSTEM_ROLE else 0
@@ -694,6 +760,7 @@ def _scan_lines(
                 a, b = msg_span[m, 2], msg_span[m, 3]
                 at = copy_slice(cps, at, scratch, a, b)
             content_bounds[2 * n_messages + 1] = at
+            raw_bounds[2 * n_messages], raw_bounds[2 * n_messages + 1] = msg_raw[m, 0], msg_raw[m, 1]
             roles[n_messages] = msg_role[m]
             n_messages += 1
         message_counts[n_fast] = n_msg
