@@ -449,17 +449,7 @@ def _is_blank(d: np.ndarray, a: int, b: int) -> bool:
 
 @njit(cache=True, nogil=True)
 def scan_sft_lines(
-    d: np.ndarray,
-    line_ends: np.ndarray,
-    names: np.ndarray,
-    name_bounds: np.ndarray,
-    name_rank: np.ndarray,
-    turn_keys: np.ndarray,
-    turn_key_bounds: np.ndarray,
-    role_names: np.ndarray,
-    role_bounds: np.ndarray,
-    role_codes: np.ndarray,
-    space: np.ndarray,
+    d: np.ndarray, line_ends: np.ndarray, tables: tuple, space: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """See the module docstring. Line k of `d` ends at `line_ends[k]` (its b"\\n", or the end
     of `d`). Returns per line its kind, and for the FAST lines in line order: the code points
@@ -467,7 +457,8 @@ def scan_sft_lines(
     number of messages of each, their roles, their content bounds (two per message), and
     their raw bounds (two per message): where in `d` the content's JSON string lies, between
     its quotes, when it is exactly what orjson writes for the content (no escape but \\"
-    \\\\ \\n \\t, nothing stripped, a single string), else -1, -1."""
+    \\\\ \\n \\t, nothing stripped, a single string), else -1, -1. `tables` are the
+    `SftScanner` arrays, in its field order."""
     n = len(d)
     n_lines = len(line_ends)
     kinds = np.zeros(n_lines, dtype=np.uint8)
@@ -478,7 +469,7 @@ def scan_sft_lines(
     roles = np.empty(max_turns + 3 * n_lines, dtype=np.uint8)
     content_bounds = np.empty(2 * (max_turns + 3 * n_lines), dtype=np.int64)
     raw_bounds = np.empty(2 * (max_turns + 3 * n_lines), dtype=np.int64)
-    n_names = len(name_bounds) - 1
+    n_names = len(tables[1]) - 1  # name_bounds
     work = (
         np.empty(n + 16, dtype=np.uint32),  # scratch: the decoded strings of the line
         np.empty(max_turns, dtype=np.int64),  # turn_role
@@ -487,7 +478,7 @@ def scan_sft_lines(
         np.empty(n_names, dtype=np.int64),  # kind, per name
         # span: STRING: dirty, start, end, raw start, raw end; TURNS: -, first, count
         np.empty((n_names, 5), dtype=np.int64),
-        np.empty(name_rank.shape[1], dtype=np.int64),  # best, per field
+        np.empty(tables[2].shape[1], dtype=np.int64),  # best, per field of name_rank
         # fields: per turn key: kind, start, end, raw start, raw end
         np.empty((len(_TURN_KEYS), 5), dtype=np.int64),
         np.empty(_MAX_DEPTH, dtype=np.uint8),  # closers
@@ -495,27 +486,8 @@ def scan_sft_lines(
         np.empty((max_turns + 3, 4), dtype=np.int64),  # msg_span: content, then an appended input
         np.empty((max_turns + 3, 2), dtype=np.int64),  # msg_raw
     )
-    n_fast, n_messages, at = _scan_lines(
-        d,
-        line_ends,
-        names,
-        name_bounds,
-        name_rank,
-        turn_keys,
-        turn_key_bounds,
-        role_names,
-        role_bounds,
-        role_codes,
-        space,
-        kinds,
-        cps,
-        text_bounds,
-        message_counts,
-        roles,
-        content_bounds,
-        raw_bounds,
-        work,
-    )
+    out = (kinds, cps, text_bounds, message_counts, roles, content_bounds, raw_bounds)
+    n_fast, n_messages, at = _scan_lines(d, line_ends, tables, space, out, work)
     return (
         kinds,
         cps[:at],
@@ -529,28 +501,21 @@ def scan_sft_lines(
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _scan_lines(
-    d: np.ndarray,
-    line_ends: np.ndarray,
-    names: np.ndarray,
-    name_bounds: np.ndarray,
-    name_rank: np.ndarray,
-    turn_keys: np.ndarray,
-    turn_key_bounds: np.ndarray,
-    role_names: np.ndarray,
-    role_bounds: np.ndarray,
-    role_codes: np.ndarray,
-    space: np.ndarray,
-    kinds: np.ndarray,
-    cps: np.ndarray,
-    text_bounds: np.ndarray,
-    message_counts: np.ndarray,
-    roles: np.ndarray,
-    content_bounds: np.ndarray,
-    raw_bounds: np.ndarray,
-    work: tuple,
+    d: np.ndarray, line_ends: np.ndarray, tables: tuple, space: np.ndarray, out: tuple, work: tuple
 ) -> tuple[int, int, int]:
-    """The loop of `scan_sft_lines`, into its arrays and the scratch arrays `work`. Returns
-    the number of FAST lines, of their messages and of their code points."""
+    """The loop of `scan_sft_lines`, into its arrays `out` and the scratch arrays `work`.
+    Returns the number of FAST lines, of their messages and of their code points."""
+    (
+        names,
+        name_bounds,
+        name_rank,
+        turn_keys,
+        turn_key_bounds,
+        role_names,
+        role_bounds,
+        role_codes,
+    ) = tables
+    kinds, cps, text_bounds, message_counts, roles, content_bounds, raw_bounds = out
     (
         scratch,
         turn_role,
@@ -808,9 +773,7 @@ class SftScanner:
     def scan(self, data: np.ndarray, space: np.ndarray) -> tuple[np.ndarray, ...]:
         """`scan_sft_lines` over `data` (uint8), lines ending at each b"\\n" and at the end."""
         line_ends = np.append(np.flatnonzero(data == 0x0A), len(data))
-        return line_ends, *scan_sft_lines(
-            data,
-            line_ends,
+        tables = (
             self.names,
             self.name_bounds,
             self.name_rank,
@@ -819,5 +782,5 @@ class SftScanner:
             self.role_names,
             self.role_bounds,
             self.role_codes,
-            space,
         )
+        return line_ends, *scan_sft_lines(data, line_ends, tables, space)
