@@ -10,8 +10,9 @@ is also what `shutil` copies with on Linux: one system call per 64 KiB costs not
 
 from __future__ import annotations
 
-import hashlib
 import os
+
+from k12tune.digest import Hasher, hasher
 
 WRITE_CHUNK = 64 << 10
 
@@ -29,23 +30,23 @@ def write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None 
 class ChunkedFile:
     """A write-only binary file whose every `write` goes through `write_all`: unbuffered, so
     callers should hand it large joined blocks, not single lines. With `digest`, it keeps the
-    SHA-256 of what it wrote (`hexdigest`), so that a large output need not be read back to be
+    digest of what it wrote (`hexdigest`), so that a large output need not be read back to be
     hashed for its manifest."""
 
     def __init__(self, path: str | os.PathLike[str], *, digest: bool = False) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        self._sha256 = hashlib.sha256() if digest else None
+        self._hasher: Hasher | None = hasher() if digest else None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         write_all(self.fd, data)
-        if self._sha256 is not None:
-            self._sha256.update(data)
+        if self._hasher is not None:
+            self._hasher.update(data)
 
     def hexdigest(self) -> str:
-        """SHA-256 of everything written so far (hex), as `manifest.file_sha256` gives it."""
-        if self._sha256 is None:
+        """The digest of everything written so far (hex), as `digest.file_digest` gives it."""
+        if self._hasher is None:
             raise ValueError("this file was opened without digest=True")
-        return self._sha256.hexdigest()
+        return self._hasher.hexdigest()
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -3,12 +3,11 @@ finished. The next stage calls `verify_manifest` and refuses a missing, unfinish
 mismatched input with a message that says which stage to re-run.
 
 No timestamps or host names are recorded, so the same inputs and config give a byte-identical
-manifest.
+manifest. File digests are BLAKE3 (see `digest`); the manifest names its algorithm.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import platform
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import orjson
 
 from k12tune import __version__
 from k12tune.atomic import atomic_write_bytes
+from k12tune.digest import ALGORITHM, LABELS, LEGACY, file_digest, known
 from k12tune.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -34,19 +34,20 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-def file_sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def _hash_files(paths: list[Path]) -> list[str]:
-    """`file_sha256` of each path, a few files at once (hashlib releases the GIL on large
-    blocks, so the threads hash side by side)."""
+    """`digest.file_digest` of each path, a few files at once (the hashers release the GIL on
+    large blocks, so the threads hash side by side)."""
     with ThreadPoolExecutor(min(len(paths), 4) or 1) as hashers:
-        return list(hashers.map(file_sha256, paths))
+        return list(hashers.map(file_digest, paths))
+
+
+def digest_algorithm(manifest: dict[str, Any], path: Path) -> str:
+    """The algorithm of the file digests in `manifest` (read from `path`): its "digest" key, or
+    SHA-256 for a manifest from before that key."""
+    algorithm = manifest.get("digest", LEGACY)
+    if not known(algorithm):
+        raise DataError(f"{path}: unknown digest algorithm {algorithm!r} (known: {', '.join(LABELS)})")
+    return algorithm
 
 
 def remove_manifest(out_dir: Path) -> None:
@@ -64,14 +65,16 @@ def write_manifest(
     libraries: tuple[str, ...],
     output_digests: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write `out_dir`'s manifest. The outputs are hashed here, except those whose SHA-256 the
-    stage already knows (`output_digests`, from hashing them as it wrote them)."""
+    """Write `out_dir`'s manifest. The outputs are hashed here, except those whose digest the
+    stage already knows (`output_digests`, from hashing them as it wrote them). Every digest,
+    inputs' included, must be `digest.ALGORITHM`'s."""
     known = output_digests or {}
     unknown = [name for name in outputs if name not in known]
     digests = known | dict(zip(unknown, _hash_files([out_dir / name for name in unknown]), strict=True))
     manifest = {
         "stage": stage,
         "complete": True,
+        "digest": ALGORITHM,
         "versions": library_versions(libraries),
         "config": config,
         "inputs": inputs,
@@ -96,10 +99,13 @@ def verify_manifest(out_dir: Path, stage: str, *, check_hashes: bool = True) -> 
         raise DataError(f"{path}: unreadable manifest ({exc}); {rerun}") from None
     if manifest.get("stage") != stage or manifest.get("complete") is not True:
         raise DataError(f"{path}: not a finished {stage} manifest; {rerun}")
+    algorithm = digest_algorithm(manifest, path)
     for name, digest in manifest.get("outputs", {}).items():
         target = out_dir / name
         if not target.is_file():
             raise DataError(f"{target} is listed in {path} but missing; {rerun}")
-        if check_hashes and file_sha256(target) != digest:
-            raise DataError(f"{target} changed after {stage} wrote it (SHA-256 differs from {path}); {rerun}")
+        if check_hashes and file_digest(target, algorithm) != digest:
+            raise DataError(
+                f"{target} changed after {stage} wrote it ({LABELS[algorithm]} differs from {path}); {rerun}"
+            )
     return manifest

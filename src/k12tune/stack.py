@@ -28,8 +28,9 @@ import orjson
 import yaml
 
 from k12tune.config.train import ModelConfig
+from k12tune.digest import ALGORITHM, LABELS, file_digest
 from k12tune.errors import ConfigError, DataError
-from k12tune.manifest import MANIFEST, file_sha256, verify_manifest
+from k12tune.manifest import MANIFEST, digest_algorithm, verify_manifest
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class Adapter:
     @property
     def quantization(self) -> str:
         return self.config["model"]["quantization"]
+
+    @property
+    def digest(self) -> str:
+        """The algorithm of the file digests in this adapter's manifest."""
+        return digest_algorithm(self.manifest, self.folder / MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,9 @@ def resolve_stack(folder: str | Path) -> Stack:
         )
     weights = below.adapters[-1].folder / ADAPTER_WEIGHTS
     recorded = top.manifest["inputs"].get(str(weights))
-    if recorded is not None and recorded != file_sha256(weights):
+    if recorded is not None and recorded != file_digest(weights, top.digest):
         raise DataError(
-            f"{weights} changed after {top.stage} started from it (SHA-256 differs from "
+            f"{weights} changed after {top.stage} started from it ({LABELS[top.digest]} differs from "
             f"{top.folder / MANIFEST}): the alignment adapter only fits the SFT model it was "
             f"trained on; re-run {top.stage}"
         )
@@ -125,10 +131,12 @@ def resolve_stack_on(folder: str | Path, model: ModelConfig) -> Stack:
     return Stack(model, stack.adapters)
 
 
-def weight_hashes(stack: Stack) -> dict[str, str]:
-    """SHA-256 of each adapter's weights, keyed by path: what a later stage checks to know that
-    a result was computed from these very adapters."""
-    return {str(a.folder / ADAPTER_WEIGHTS): file_sha256(a.folder / ADAPTER_WEIGHTS) for a in stack.adapters}
+def weight_hashes(stack: Stack, algorithm: str = ALGORITHM) -> dict[str, str]:
+    """The digest of each adapter's weights, keyed by path: what a later stage checks to know
+    that a result was computed from these very adapters (compared in the algorithm of the
+    manifest that recorded them)."""
+    paths = [a.folder / ADAPTER_WEIGHTS for a in stack.adapters]
+    return {str(path): file_digest(path, algorithm) for path in paths}
 
 
 def apply_adapters(model: Any, adapters: tuple[Adapter, ...], *, merge: bool) -> Any:

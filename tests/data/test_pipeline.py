@@ -13,8 +13,9 @@ import pytest
 from k12tune.config.data import DataConfig
 from k12tune.data import pipeline
 from k12tune.data.pipeline import prepare_data
+from k12tune.digest import file_digest
 from k12tune.errors import DataError
-from k12tune.manifest import file_sha256, verify_manifest
+from k12tune.manifest import verify_manifest
 
 OUTPUTS = (
     "sft_train.jsonl",
@@ -158,7 +159,7 @@ def test_worker_processes_give_byte_identical_outputs(
     manifest = json.loads((Path(real_config.out_dir) / "manifest.json").read_text())
     assert sorted(manifest["outputs"]) == sorted(OUTPUTS)
     for name in OUTPUTS:
-        assert manifest["outputs"][name] == file_sha256(Path(real_config.out_dir) / name), name
+        assert manifest["outputs"][name] == file_digest(Path(real_config.out_dir) / name), name
 
 
 @pytest.mark.parametrize("chunk", [None, 4096, 100_000])

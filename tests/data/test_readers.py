@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import blake3
 import orjson
 import pytest
 
@@ -33,8 +33,8 @@ def read(path: Path, stats: ReadStats | None = None, source: str = "src") -> lis
     return list(iter_file(path, source, stats if stats is not None else ReadStats()))
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def blake3_of(path: Path) -> str:
+    return blake3.blake3(path.read_bytes()).hexdigest()
 
 
 def orjson_error(raw: bytes) -> str:
@@ -75,7 +75,7 @@ def test_jsonl_lines_blank_lines_and_hash(tmp_path, chunk):
         ({"q": "last", "n": 3}, Origin("src", str(path), 7), None),
     ]
     assert stats.blank_lines == 3
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
     assert stats.empty_files == []
 
 
@@ -122,7 +122,7 @@ def test_jsonl_bom_ignored(tmp_path, chunk):
         ({"n": 2}, 2, None),
     ]
     # The hash is of the file's bytes, BOM included.
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
 
 
 def test_json_suffix_holding_json_lines_is_read_as_jsonl(tmp_path, chunk):
@@ -183,7 +183,7 @@ def test_json_array_pretty_printed_lines(tmp_path, chunk):
     # Sanity-check the expectation itself on the first two elements.
     assert expected_pretty_lines(ELEMENTS)[:2] == [2, 7]
     assert {i.origin.file for i in items} == {str(path)}
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
     assert stats.blank_lines == 0
 
 
@@ -211,7 +211,7 @@ def test_json_array_across_tiny_chunks_matches_json_load(tmp_path, monkeypatch):
         assert [i.value for i in items] == json.load(handle)
     # The BOM-prefixed text starts with two blank lines, so '[' is on line 3.
     assert [i.origin.line for i in items] == [n + 2 for n in expected_pretty_lines(elements)]
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
 
 
 def test_json_array_elements_separated_by_blank_lines_and_crlf(tmp_path, chunk):
@@ -230,7 +230,7 @@ def test_json_array_empty_array(tmp_path, chunk):
     path.write_text("[\n]\n", encoding="utf-8")
     stats = ReadStats()
     assert read(path, stats) == []
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
     assert stats.empty_files == []
 
 
@@ -325,7 +325,7 @@ def test_parquet_rows_in_order(tmp_path):
     assert [i.value for i in items] == rows
     assert [i.origin for i in items] == [Origin("src", str(path), n) for n in range(1, 5001)]
     assert all(i.error is None for i in items)
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
 
 
 def test_parquet_corrupt_file(tmp_path):
@@ -346,7 +346,7 @@ def test_empty_file(tmp_path, name):
     stats = ReadStats()
     assert read(path, stats) == []
     assert stats.empty_files == [str(path)]
-    assert stats.files == {str(path): hashlib.sha256(b"").hexdigest()}
+    assert stats.files == {str(path): blake3.blake3(b"").hexdigest()}
     assert stats.blank_lines == 0
 
 
@@ -445,8 +445,8 @@ def test_iter_source_local_folder_under_raw_dir(tmp_path, monkeypatch):
         ({"n": 1}, Origin("my_src", str(folder / "sub" / "a.json"), 2)),
     ]
     assert stats.files == {
-        str(folder / "b.jsonl"): sha256(folder / "b.jsonl"),
-        str(folder / "sub" / "a.json"): sha256(folder / "sub" / "a.json"),
+        str(folder / "b.jsonl"): blake3_of(folder / "b.jsonl"),
+        str(folder / "sub" / "a.json"): blake3_of(folder / "sub" / "a.json"),
     }
 
 
@@ -528,7 +528,7 @@ def test_real_sft_files_load(name, count):
     assert len(items) == count
     assert [i.error for i in items] == [None] * count
     assert all(isinstance(i.value, dict) for i in items)
-    assert stats.files == {str(path): sha256(path)}
+    assert stats.files == {str(path): blake3_of(path)}
     assert stats.empty_files == []
     if name.endswith(".jsonl"):
         assert [i.origin.line for i in items] == list(range(1, count + 1))
@@ -600,7 +600,7 @@ def test_jsonl_chunks_equal_reading_the_whole_file(tmp_path, monkeypatch, size):
         path.write_bytes(data)
         stats = ReadStats()
         chunks = list(readers.jsonl_chunks(path, stats))
-        assert stats.files == {str(path): sha256(path)}
+        assert stats.files == {str(path): blake3_of(path)}
         # Chunks are whole lines, in order, covering the file (after a BOM).
         starts = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         assert [c.start for c in chunks] == [starts, *(c.end for c in chunks[:-1])][: len(chunks)]

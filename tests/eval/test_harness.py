@@ -288,7 +288,7 @@ def test_adapters_are_checked_before_any_model_loads(
     other = eval_config(Path("other/base"), eval_copies, tmp_path, peft_adapter=str(trained_adapters["sft"]))
     with pytest.raises(ConfigError, match=r"was trained on .*tiny_base.*but model.base is 'other/base'"):
         eval_harness(other)
-    monkeypatch.setattr("k12tune.stack.file_sha256", lambda path: "0" * 64)
+    monkeypatch.setattr("k12tune.stack.file_digest", lambda path, algorithm: "0" * 64)
     cfg = eval_config(tiny_base, eval_copies, tmp_path, peft_adapter=str(trained_adapters["align"]))
     with pytest.raises(DataError, match="changed after train_dpo started from it"):
         eval_harness(cfg)

@@ -17,6 +17,7 @@ import yaml
 
 from k12tune.config.export import ExportConfig
 from k12tune.config.loader import load_config
+from k12tune.digest import file_digest
 from k12tune.errors import ConfigError, DataError
 from k12tune.export import export as export_module
 from k12tune.export.adapter import check_combinable, combine
@@ -24,7 +25,7 @@ from k12tune.export.check import Reference, compare, encode_prompts
 from k12tune.export.export import export_lora
 from k12tune.export.files import copy_adapter
 from k12tune.export.plan import export_plan
-from k12tune.manifest import file_sha256, verify_manifest, write_manifest
+from k12tune.manifest import verify_manifest, write_manifest
 from k12tune.stack import Adapter, Stack, resolve_stack, weight_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +105,7 @@ def test_two_adapter_stack_becomes_one_exact_adapter(
     assert check["passed"] and check["max_abs_diff"] <= 1e-4 and check["tolerance"] == 1e-3
     assert check["adapter_effect"] > 1  # the adapters matter, so the check can see them
     assert manifest["counts"]["rank"] == 32
-    assert manifest["inputs"][str(sft / "adapter_model.safetensors")] == file_sha256(
+    assert manifest["inputs"][str(sft / "adapter_model.safetensors")] == file_digest(
         sft / "adapter_model.safetensors"
     )
     card = (folder / "README.md").read_text(encoding="utf-8")

@@ -12,7 +12,6 @@ language and length of each training line stay in memory until the sampler has o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from array import array
@@ -38,6 +37,7 @@ from k12tune.data.readers import JsonlChunk, JudgedProgress, ReadStats, find_dat
 from k12tune.data.rejects import RejectsWriter, record_json, reject_line_of_json
 from k12tune.data.specs import SourceSpec
 from k12tune.data.split import record_id
+from k12tune.digest import bytes_digest, hasher
 from k12tune.fileio import ChunkedFile
 from k12tune.manifest import remove_manifest, write_manifest
 from k12tune.parallel import WorkerPool, available_cpus, read_ahead
@@ -48,7 +48,7 @@ STAGES: tuple[str, ...] = ("sft", "pref")
 REJECTED = "rejected.jsonl"
 REPORT = "report.json"
 LENGTH_HIST_EDGES: tuple[int, ...] = (0, 64, 128, 256, 512, 1024, 2048, 4096)
-LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "datasets")
+LIBRARIES: tuple[str, ...] = ("numpy", "orjson", "pyarrow", "pydantic", "datasets", "blake3")
 # Below this much local input, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 << 20
 # The training file is copied from the spill files in windows of this many lines (see `linecopy`).
@@ -124,7 +124,7 @@ class TrainSpill:
 
     def write_in_order(self, out_path: Path, order: np.ndarray, pool: WorkerPool) -> str:
         """Write the spilled lines in `order` (windows of `_WINDOW` lines copied by the
-        workers, see `linecopy`); returns the file's SHA-256 (hex), hashed here window by
+        workers, see `linecopy`); returns the file's digest (hex), hashed here window by
         window as the windows complete, in order, while the workers copy the next ones.
 
         pread, not mmap: a mapped spill file would count as resident memory for its size."""
@@ -144,16 +144,16 @@ class TrainSpill:
             )
             for start in range(0, len(order), _WINDOW)
         )
-        sha256 = hashlib.sha256()
+        file_hasher = hasher()
         fd = os.open(out_path, os.O_RDONLY)
         try:
             done = 0
             for size in pool.map(copy_window, windows):
-                sha256.update(os.pread(fd, size, done))
+                file_hasher.update(os.pread(fd, size, done))
                 done += size
         finally:
             os.close(fd)
-        return sha256.hexdigest()
+        return file_hasher.hexdigest()
 
 
 @dataclass
@@ -277,7 +277,7 @@ class StageWriter:
         self.tally.train_records += len(train)
 
     def finish(self, pool: WorkerPool) -> tuple[StageTally, dict[str, str]]:
-        """Write the training file in the sampler's order. Returns the tally and the SHA-256
+        """Write the training file in the sampler's order. Returns the tally and the digests
         of the stage's two files, by name."""
         self.val_out.close()
         sampler = self.spill.sampler(self.cfg)
@@ -396,7 +396,7 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
     report: dict[str, Any] = {}
     workers = resolve_workers(cfg)
     log.info("judging batches in %d process%s", workers, "es" if workers > 1 else "")
-    digests: dict[str, str] = {}  # SHA-256 of each output, taken as it is written
+    digests: dict[str, str] = {}  # each output's digest, taken as it is written
     with staging_dir(out_dir) as staging:
         with ChunkedFile(staging / REJECTED, digest=True) as rejects_file:
             rejects = RejectsWriter(rejects_file, cfg.batch_size)
@@ -430,7 +430,7 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
         report["inputs"] = {"blank_lines": read_stats.blank_lines, "empty_files": read_stats.empty_files}
         report_bytes = orjson.dumps(report, option=orjson.OPT_INDENT_2)
         atomic_write_bytes(staging / REPORT, report_bytes)
-        digests[REPORT] = hashlib.sha256(report_bytes).hexdigest()
+        digests[REPORT] = bytes_digest(report_bytes)
         names = [name for stage in STAGES for name in output_names(stage)] + [REJECTED, REPORT]
         publish(staging, out_dir, names)
     counts = {

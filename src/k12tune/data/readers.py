@@ -14,7 +14,6 @@ the pipeline's worker processes read and parse the lines, not the process that h
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 import logging
 import re
@@ -29,8 +28,8 @@ import orjson
 from tqdm import tqdm
 
 from k12tune.data.specs import SourceSpec
+from k12tune.digest import bytes_digest, file_digest, hasher
 from k12tune.errors import DataError
-from k12tune.manifest import file_sha256
 from k12tune.records import Origin
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class RawItem:
 
 @dataclass
 class ReadStats:
-    """What was read from where: files with their SHA-256, blank lines skipped, empty files."""
+    """What was read from where: files with their digests (`digest`), blank lines skipped, empty files."""
 
     files: dict[str, str] = field(default_factory=dict)
     blank_lines: int = 0
@@ -142,13 +141,13 @@ def jsonl_chunks(path: Path, stats: ReadStats) -> Iterator[JsonlChunk]:
     here only to hash the file and find line ends; the lines are read and parsed by whoever
     judges the chunk (`read_chunk`), in parallel. The progress bar follows the judging
     (`JudgedProgress`): this may run far ahead of it."""
-    hasher = hashlib.sha256()
+    file_hasher = hasher()
     name = str(path)
     start = offset = 0
     line = 1
     with open(path, "rb") as handle:
         while block := handle.read(_CHUNK):
-            hasher.update(block)
+            file_hasher.update(block)
             if offset == 0 and block.startswith(_BOM):
                 start = len(_BOM)
             offset += len(block)
@@ -163,7 +162,7 @@ def jsonl_chunks(path: Path, stats: ReadStats) -> Iterator[JsonlChunk]:
             start = end
         if start < offset:
             yield JsonlChunk(name, start, offset, line)
-    stats.files[name] = hasher.hexdigest()
+    stats.files[name] = file_hasher.hexdigest()
 
 
 def chunk_bytes(chunk: JsonlChunk) -> bytes:
@@ -213,7 +212,7 @@ class _ArrayReader:
         self.decoder = json.JSONDecoder()
 
     def __iter__(self) -> Iterator[RawItem]:
-        hasher = hashlib.sha256()
+        file_hasher = hasher()
         name = str(self.path)
         buf, pos, line, eof = "", 0, 1, False
         utf8 = codecs.getincrementaldecoder("utf-8")("surrogateescape")
@@ -222,7 +221,7 @@ class _ArrayReader:
             def more() -> bool:
                 nonlocal buf, pos
                 chunk = handle.read(_CHUNK)
-                hasher.update(chunk)
+                file_hasher.update(chunk)
                 bar.update(len(chunk))
                 buf = buf[pos:] + utf8.decode(chunk, final=not chunk)
                 pos = 0
@@ -277,7 +276,7 @@ class _ArrayReader:
             skip_ws()
             if pos < len(buf):
                 raise DataError(f"{name}:{line}: unexpected data after the closing ']'")
-        self.stats.files[name] = hasher.hexdigest()
+        self.stats.files[name] = file_hasher.hexdigest()
 
     def _decode(self, buf: str, pos: int, eof: bool, name: str, line: int) -> tuple[Any, int]:
         try:
@@ -316,7 +315,7 @@ def iter_parquet(path: Path, source: str, stats: ReadStats) -> Iterator[RawItem]
                 row += 1
                 yield RawItem(value, Origin(source, name, row))
             bar.update(batch.num_rows)
-    stats.files[name] = file_sha256(path)
+    stats.files[name] = file_digest(path)
 
 
 def _is_empty(path: Path, stats: ReadStats) -> bool:
@@ -324,7 +323,7 @@ def _is_empty(path: Path, stats: ReadStats) -> bool:
         return False
     log.warning("%s: empty file, no records", path)
     stats.empty_files.append(str(path))
-    stats.files[str(path)] = hashlib.sha256(b"").hexdigest()
+    stats.files[str(path)] = bytes_digest(b"")
     return True
 
 

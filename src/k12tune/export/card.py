@@ -13,11 +13,12 @@ from typing import Any
 import orjson
 
 from k12tune.config.export import ExportConfig
+from k12tune.digest import LABELS
 from k12tune.errors import DataError
 from k12tune.eval.report import delta_points, percent
 from k12tune.export.adapter import adapter_config, rank
 from k12tune.export.merged import QLORA_NOTE
-from k12tune.manifest import verify_manifest
+from k12tune.manifest import MANIFEST, digest_algorithm, verify_manifest
 from k12tune.stack import Adapter, Stack, weight_hashes
 
 # The ranks vLLM accepts for --max-lora-rank (`MaxLoRARanks` in vllm/config/lora.py).
@@ -26,7 +27,7 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 def find_scores(eval_dir: str | None, stack: Stack) -> tuple[dict[str, Any] | None, str]:
     """(scores, where they come from) when a finished eval_harness run evaluated exactly this
-    stack (same `describe()`, and the same adapter weights by SHA-256, so scores of an older
+    stack (same `describe()`, and the same adapter weights by digest, so scores of an older
     adapter at the same path are not shown), else (None, why not). The bare base's run is
     included if any."""
     if eval_dir is None:
@@ -43,7 +44,9 @@ def find_scores(eval_dir: str | None, stack: Stack) -> tuple[dict[str, Any] | No
     if not matching:
         return None, f"no run in {folder / 'results.json'} evaluated {wanted}"
     evaluated = manifest.get("inputs", {})
-    changed = [path for path, digest in weight_hashes(stack).items() if evaluated.get(path) != digest]
+    algorithm = digest_algorithm(manifest, folder / MANIFEST)
+    now = weight_hashes(stack, algorithm)
+    changed = [path for path, digest in now.items() if evaluated.get(path) != digest]
     if changed:
         return None, f"{folder} evaluated other weights than {', '.join(changed)} hold now"
     run = matching[0]
@@ -128,7 +131,8 @@ def _data(adapter: Adapter) -> list[str]:
         path = adapter.config["data"].get(key)
         if path:
             digest = hashes.get(path)
-            lines.append(f"  - {key}: `{path}`" + (f" (SHA-256 {digest[:16]}…)" if digest else ""))
+            label = LABELS[adapter.digest]
+            lines.append(f"  - {key}: `{path}`" + (f" ({label} {digest[:16]}…)" if digest else ""))
     return lines
 
 

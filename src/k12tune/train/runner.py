@@ -22,8 +22,9 @@ from typing import Any
 import yaml
 
 from k12tune.atomic import atomic_write_bytes, publish
+from k12tune.digest import file_digest
 from k12tune.errors import ConfigError, DataError
-from k12tune.manifest import file_sha256, remove_manifest, verify_manifest, write_manifest
+from k12tune.manifest import remove_manifest, verify_manifest, write_manifest
 from k12tune.train.checkpoints import resolve_resume
 from k12tune.train.runlog import LOSS_CURVE, TRAIN_LOG, plot_curves, read_log, trim_log
 
@@ -88,7 +89,7 @@ def train_and_publish(
             out,
             stage=stage,
             config=cfg.model_dump(mode="json"),
-            inputs={str(p): file_sha256(p) for p in built.inputs},
+            inputs={str(p): file_digest(p) for p in built.inputs},
             outputs=[*names, TRAIN_LOG],
             counts=summary,
             libraries=LIBRARIES,
