@@ -1,4 +1,5 @@
-"""data.warmup: after it, judging real data and copying its lines load no further kernel."""
+"""The fork server's preload (`no_scipy`, then `warmup`): after it, judging real data and
+copying its lines load no further kernel, and scipy.linalg was never imported."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ _CHECK = """
 import sys, tempfile
 from pathlib import Path
 
+import importlib
+
+from k12tune.data.pipeline import FORK_SERVER_PRELOAD
+
+for module in FORK_SERVER_PRELOAD:  # as the fork server does
+    importlib.import_module(module)
+
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-import k12tune.data.warmup
 from k12tune.data import kernels, sftscan
 from k12tune.data.judge import RawBatch, judge_batch
 from k12tune.data.linecopy import LineWindow, copy_window
@@ -50,6 +57,7 @@ for argument in sys.argv[1:]:
         sizes = verdicts.line_sizes()[order]
         copy_window(LineWindow([verdicts.spill], file_nos, offsets, sizes, str(out), 0))
 new = {key: (n, loaded()[key]) for key, n in before.items() if loaded()[key] != n}
+assert "scipy.linalg" not in sys.modules, "scipy.linalg was imported"  # numba's BLAS probe
 print(sum(before.values()), sorted(new.items()))
 """
 

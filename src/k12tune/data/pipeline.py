@@ -58,6 +58,9 @@ _WINDOW = 16384
 # the page cache if it still holds them). A batch of parsed records weighs a quarter of this,
 # so that at most 4 such batches wait in the queue, besides the one being read.
 _READ_AHEAD = 1 << 30
+# What the fork server of the judging processes imports before it forks them (in this order;
+# see `no_scipy`, `warmup`).
+FORK_SERVER_PRELOAD: tuple[str, ...] = ("k12tune.data.no_scipy", "k12tune.data.warmup")
 
 
 def output_names(stage: str) -> tuple[str, str]:
@@ -411,7 +414,7 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
                 with (
                     closing(batches),
                     JudgedProgress() as progress,
-                    WorkerPool(workers, start_worker, (cfg,), preload=("k12tune.data.warmup",)) as pool,
+                    WorkerPool(workers, start_worker, (cfg,), preload=FORK_SERVER_PRELOAD) as pool,
                 ):
                     for verdicts in pool.map(judge_batch, batches):
                         if verdicts.chunk is not None:

@@ -1,0 +1,17 @@
+"""Keeps scipy.linalg out of the data stage's fork server and workers: imported there first,
+before `warmup` (see `pipeline.FORK_SERVER_PRELOAD`), and nowhere else.
+
+numba, when it starts, imports `scipy.linalg.cython_blas` to find a BLAS for `np.dot` and its
+kind, which no kernel of the data stage uses. That import brings in all of `scipy.linalg` and
+its OpenBLAS: 0.09 s, on the path of every run, since the workers wait for the fork server to
+finish loading. With the module entry set to None the import fails at once, and numba only
+leaves out those linear-algebra functions. 1M benchmark records on 2 CPUs, runs alternated:
+5.04, 5.10, 4.97 s with this against 5.23, 5.20, 5.14 s without. The catch, and why nothing
+else imports this: `scipy.linalg` cannot be imported in such a process.
+"""
+
+from __future__ import annotations
+
+import sys
+
+sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
