@@ -126,6 +126,26 @@ TRICKY_STRINGS = [
     "   ",
     "\u2028line separator",
 ]
+# For the scanner's runs (see `sftscan._string`): ASCII read 8 bytes at a time, with a character
+# that ends the run at each offset of a word; 3-byte forms, with one that ends the run or needs
+# cleaning in the middle.
+RUN_ENDERS = ['"', "\\", "\x7f", "\x01", "\n", "\t", "é", "你", "😀", "\u2028"]
+TRICKY_STRINGS += ["abcdefghijklmnop"[:k] + x + "qrstuvwxyz0123" for k in range(10) for x in RUN_ENDERS]
+TRICKY_STRINGS += [
+    "你好世界" * 3 + x + "中文内容"
+    for x in [
+        *RUN_ENDERS,
+        "\u200b",
+        "\u200d",
+        "\u2060",
+        "\ufeff",
+        "\u200e",
+        "ไทย",
+        "힣",
+        "\u3000",
+        "“引号”，",
+    ]
+]
 RAW_STRING_FORMS = [
     b'"\\u4f60\\u597d"',  # escaped CJK
     b'"\\ud83d\\ude00"',  # surrogate pair
@@ -144,6 +164,14 @@ RAW_STRING_FORMS = [
     b'"\xff"',
     b'"raw \x01 control"',
     b'"unterminated',
+    b'"\xe4\xbd\xa0\xe5\xa5\xbd\xe4\x41\xa0"',  # a bad continuation byte in a run of 3-byte forms
+    b'"\xe4\xbd\xa0\xe5\xa5\xbd\xed\xa0\x80"',  # a surrogate after such a run
+    b'"\xe4\xbd\xa0\xe5\xa5\xbd\xe0\x80\x80"',  # an overlong form after it
+    b'"\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xbd',  # cut at the end of the line
+    b'"abcdefghijklmnopqrstuvwxyz',  # an ASCII run to the end of the line
+    b'"abcdefghij\x01klmnopqrst"',  # a raw control byte inside an 8-byte word
+    b'"abcdefgh\x7fijklmnopqr"',  # a raw DEL (JSON allows it; it needs cleaning)
+    b'"abcdefghijk\xffmnopqrs"',  # a byte that is never UTF-8, inside a word
 ]
 OTHER_VALUES = [
     b"null",

@@ -28,11 +28,14 @@ the vectorised `kernels.copy_slice` the scan went from 650 to 850 MB/s on the be
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from k12tune.data.aliases import ROLE_ALIASES
 from k12tune.data.kernels import copy_slice
@@ -96,13 +99,69 @@ def _needs_cleaning(c: int) -> bool:
     return c <= 0x9F or 0x200B <= c <= 0x200D or c == 0x2060 or c == 0xFEFF
 
 
+@intrinsic
+def _load8(typingctx, data, i):
+    """The 8 bytes `data[i:i+8]` as one unsigned integer (an unaligned load)."""
+    sig = types.uint64(data, types.int64)
+
+    def codegen(context, builder, signature, args):
+        array, index = args
+        base = context.make_array(signature.args[0])(context, builder, array).data
+        word = builder.bitcast(builder.gep(base, [index]), ir.IntType(64).as_pointer())
+        return builder.load(word, align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _trailing_zeros(typingctx, w):
+    """The number of trailing zero bits of w (64 for 0)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return sig, codegen
+
+
+# Byte k of a loaded word is its bits 8k..8k+7 on a little-endian machine only; elsewhere the
+# 8-byte path is compiled out.
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x2222222222222222)
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
+_DELS = np.uint64(0x7F7F7F7F7F7F7F7F)
+_SPACES = np.uint64(0x2020202020202020)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _not_plain(w: np.uint64) -> np.uint64:
+    """The high bit of every byte of w that is not printable ASCII other than quote, backslash
+    and DEL (such bytes need `_string`'s byte-by-byte path), exact up to the first of them:
+    the lowest set bit is always right. The word tests are the bit hacks `haszero(w ^ q)` and
+    `hasless(w, 0x20)` (a borrow only ever carries into later bytes), plus w's own high bits."""
+    q = w ^ _QUOTES
+    b = w ^ _BACKSLASHES
+    d = w ^ _DELS
+    bad = ((q - _ONES) & ~q) | ((b - _ONES) & ~b) | ((d - _ONES) & ~d) | ((w - _SPACES) & ~w) | w
+    return bad & _HIGHS
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[int, int, int]:
     """Decode the JSON string whose opening quote is d[i] into out[at:]. Returns the index
     after its closing quote (-1 when it is not a string orjson accepts), the end of the
     decoded code points in `out`, and flags: `_DIRTY` when any of them needs cleaning,
     `_ESCAPED` when orjson would write the string otherwise than its bytes here are (an
-    escape other than \\" \\\\ \\n \\t)."""
+    escape other than \\" \\\\ \\n \\t).
+
+    Two runs skip most of the byte-by-byte checks: after a printable ASCII byte, 8 bytes at a
+    time while they are printable ASCII other than quote, backslash and DEL (`_not_plain`); and
+    after a 3-byte UTF-8 form, the 3-byte forms that follow (CJK and full-width punctuation),
+    without looking for quotes or escapes, which are ASCII. Scan of 3 MB chunks of Chinese
+    prompt/response records: 875 -> 1055 MB/s; English 790 -> 1055 MB/s; the benchmark corpus
+    810 -> 960 MB/s."""
     i += 1
     flags = 0
     while i < end:
@@ -153,6 +212,16 @@ def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[
             i += 1
             if b == 0x7F:
                 flags |= _DIRTY
+            while _LITTLE_ENDIAN and i + 8 <= end:
+                w = _load8(d, i)
+                bad = _not_plain(w)
+                n = 8 if bad == 0 else np.int64(_trailing_zeros(bad) >> np.uint64(3))
+                for k in range(n):
+                    out[at + k] = (w >> np.uint64(8 * k)) & np.uint64(0xFF)
+                at += n
+                i += n
+                if n < 8:
+                    break
             continue
         # UTF-8: lead byte, continuation bytes 10xxxxxx; no overlong form, surrogate or
         # code point above U+10FFFF (orjson refuses those lines).
@@ -170,6 +239,24 @@ def _string(d: np.ndarray, i: int, end: int, out: np.ndarray, at: int) -> tuple[
                 return -1, at, flags
             c = ((b & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
             i += 3
+            if _needs_cleaning(c):
+                flags |= _DIRTY
+            # The 3-byte forms that follow. E0 and ED leads, which need the overlong and
+            # surrogate checks above, end the run; of the others only E2 (U+200B..U+200D,
+            # U+2060) and EF (U+FEFF) lead code points that need cleaning.
+            while i + 2 < end:
+                lead = np.int64(d[i])
+                if lead < 0xE1 or lead > 0xEF or lead == 0xED:
+                    break
+                b1, b2 = np.int64(d[i + 1]), np.int64(d[i + 2])
+                if (b1 & 0xC0) != 0x80 or (b2 & 0xC0) != 0x80:
+                    break
+                out[at] = c
+                at += 1
+                c = ((lead & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (b2 & 0x3F)
+                i += 3
+                if (lead == 0xE2 or lead == 0xEF) and _needs_cleaning(c):
+                    flags |= _DIRTY
         elif 0xF0 <= b <= 0xF4 and i + 3 < end:
             b1, b2, b3 = np.int64(d[i + 1]), np.int64(d[i + 2]), np.int64(d[i + 3])
             if (b1 & 0xC0) != 0x80 or (b2 & 0xC0) != 0x80 or (b3 & 0xC0) != 0x80:
