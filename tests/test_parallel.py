@@ -3,6 +3,7 @@ re-raised."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from k12tune.parallel import WorkerPool, read_ahead
+from k12tune.parallel import WorkerPool, collection_paused, read_ahead
 
 _SETUP: dict[str, int] = {}
 
@@ -183,3 +184,20 @@ def test_preloaded_modules_are_in_the_workers_before_their_setup(tmp_path: Path)
     script.write_text(_PRELOAD_CHECK)
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["[True]", "False"]
+
+
+def test_collection_is_paused_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    with collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError
+    assert gc.isenabled()

@@ -22,6 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 In = TypeVar("In")
@@ -42,6 +43,22 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """No automatic garbage collection inside (as in the workers): for a loop in the main
+    process that allocates little that is cyclic but many objects (a set of a million
+    digests, unpickled results), where the collector's passes over everything that the
+    imports left (perf: 1.3% of the data stage's samples) find nothing to free. Restored on
+    the way out; cycles made inside are collected by the next collection after it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _start_worker(initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:

@@ -40,7 +40,7 @@ from k12tune.data.split import record_id
 from k12tune.digest import bytes_digest, hasher
 from k12tune.fileio import ChunkedFile
 from k12tune.manifest import remove_manifest, write_manifest
-from k12tune.parallel import WorkerPool, available_cpus, read_ahead
+from k12tune.parallel import WorkerPool, available_cpus, collection_paused, read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,15 @@ class TrainSpill:
         self.is_zh = array("b")
         self.lengths = array("q")
 
-    def add(self, v: Verdicts, file_no: int, train: np.ndarray) -> None:
-        """Add `v`'s survivors `train` (indices); survivor k enters the stream `v.copies[k]` times."""
+    def add(
+        self, v: Verdicts, file_no: int, train: np.ndarray, offsets: np.ndarray, sizes: np.ndarray
+    ) -> None:
+        """Add `v`'s survivors `train` (indices), whose lines are `sizes` bytes at `offsets` of
+        spill file `file_no`; survivor k enters the stream `v.copies[k]` times."""
         n_copies = v.copies[train]
         self.file_nos.frombytes(np.full(int(n_copies.sum()), file_no, dtype=np.int16).tobytes())
-        self.offsets.frombytes(np.repeat(v.spill_offset + v.line_starts()[train], n_copies).tobytes())
-        self.sizes.frombytes(np.repeat(v.line_sizes()[train], n_copies).tobytes())
+        self.offsets.frombytes(np.repeat(offsets[train], n_copies).tobytes())
+        self.sizes.frombytes(np.repeat(sizes[train], n_copies).tobytes())
         self.is_zh.frombytes(np.repeat(v.is_zh[train], n_copies).astype(np.int8).tobytes())
         self.lengths.frombytes(np.repeat(v.lengths[train], n_copies).astype(np.int64).tobytes())
 
@@ -238,10 +241,11 @@ class StageWriter:
     def add(self, v: Verdicts) -> None:
         source = self.tally.sources[v.source]
         file_no = self.files.number(v.spill)
-        starts, sizes = (v.spill_offset + v.line_starts()).tolist(), v.line_sizes().tolist()
+        line_sizes = v.line_sizes()
+        line_offsets = v.spill_offset + v.line_ends - line_sizes
 
         def line(k: int) -> bytes:
-            return self.files.read(file_no, starts[k], sizes[k])
+            return self.files.read(file_no, int(line_offsets[k]), int(line_sizes[k]))
 
         source.read += v.read
         for name, counts in v.counts.items():
@@ -276,7 +280,7 @@ class StageWriter:
         self.tally.count_kept(source, v.is_zh[kept], v.lengths[kept])
         self.val_out.write(b"".join(line(k) for k in val.tolist()))
         self.tally.val_records += len(val)
-        self.spill.add(v, file_no, train)
+        self.spill.add(v, file_no, train, line_offsets, line_sizes)
         self.tally.train_records += len(train)
 
     def finish(self, pool: WorkerPool) -> tuple[StageTally, dict[str, str]]:
@@ -412,6 +416,7 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
                     _READ_AHEAD,
                 )
                 with (
+                    collection_paused(),
                     closing(batches),
                     JudgedProgress() as progress,
                     WorkerPool(workers, start_worker, (cfg,), preload=FORK_SERVER_PRELOAD) as pool,
