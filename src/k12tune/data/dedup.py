@@ -55,7 +55,7 @@ class DedupForms:
             tables.space,
         )
         self.records = np.flatnonzero(selected)
-        self._blob = memoryview(buf.tobytes())
+        self._blob = memoryview(buf)  # the kernel's array itself: no copy of the forms
         first_part = layout.record_parts[self.records]
         last_part = layout.record_parts[self.records + 1] - 1
         self._key_starts, self._key_ends = part_starts[first_part].tolist(), part_ends[last_part].tolist()
