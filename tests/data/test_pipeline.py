@@ -16,6 +16,7 @@ from k12tune.data.pipeline import prepare_data
 from k12tune.digest import file_digest
 from k12tune.errors import DataError
 from k12tune.manifest import verify_manifest
+from k12tune.parallel import WorkerPool
 
 OUTPUTS = (
     "sft_train.jsonl",
@@ -307,3 +308,16 @@ def test_importing_the_stage_does_not_import_numba() -> None:
 
     code = "import sys, k12tune.data.pipeline, k12tune.data.plan; sys.exit('numba' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_spill_files_are_deleted_by_the_workers(tmp_path: Path, workers: int) -> None:
+    files = pipeline.LineFiles()
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(b"line\n")
+        files.number(str(tmp_path / name))
+    assert files.read(1, 0, 4) == b"line"
+    with WorkerPool(workers, os.getpid) as pool:  # any picklable set-up
+        files.remove(pool)
+    assert list(tmp_path.iterdir()) == []
+    assert files.fds == []

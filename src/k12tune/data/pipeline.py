@@ -92,6 +92,18 @@ class LineFiles:
             os.close(fd)
         self.fds = []
 
+    def remove(self, pool: WorkerPool) -> None:
+        """Close and delete the files, by the pool's workers side by side: deleting a file
+        frees its pages in the page cache (about 0.1 s per GB), which otherwise the main
+        process did alone at the end of the stage, with the other CPUs idle."""
+        self.close()
+        for _ in pool.map(_remove_file, self.paths):
+            pass
+
+
+def _remove_file(path: str) -> None:
+    os.unlink(path)
+
 
 class TrainSpill:
     """Where each training line lies in the spill files, and what the sampler needs to order
@@ -395,7 +407,15 @@ def _warn_on_hints(stage: str, report: dict[str, Any]) -> None:
 
 
 def prepare_data(cfg: DataConfig) -> dict[str, Any]:
-    """Run the whole data stage; returns the report (also written to `report.json`)."""
+    """Run the whole data stage; returns the report (also written to `report.json`). Without
+    automatic garbage collection (`parallel.collection_paused`): re-enabled at the end of the
+    judging, the collector's first pass took 0.03 s on the stage's last stretch, where nothing
+    else runs."""
+    with collection_paused():
+        return _prepare_data(cfg)
+
+
+def _prepare_data(cfg: DataConfig) -> dict[str, Any]:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_manifest(out_dir)
@@ -416,7 +436,6 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
                     _READ_AHEAD,
                 )
                 with (
-                    collection_paused(),
                     closing(batches),
                     JudgedProgress() as progress,
                     WorkerPool(workers, start_worker, (cfg,), preload=FORK_SERVER_PRELOAD) as pool,
@@ -432,6 +451,7 @@ def prepare_data(cfg: DataConfig) -> dict[str, Any]:
                         digests |= digests_of_stage
                         report[stage] = stage_report(tally)
                         _warn_on_hints(stage, report[stage])
+                    files.remove(pool)
             finally:
                 files.close()
             digests[REJECTED] = rejects_file.hexdigest()
