@@ -68,9 +68,9 @@ def write_manifest(
     """Write `out_dir`'s manifest. The outputs are hashed here, except those whose digest the
     stage already knows (`output_digests`, from hashing them as it wrote them). Every digest,
     inputs' included, must be `digest.ALGORITHM`'s."""
-    known = output_digests or {}
-    unknown = [name for name in outputs if name not in known]
-    digests = known | dict(zip(unknown, _hash_files([out_dir / name for name in unknown]), strict=True))
+    given = output_digests or {}
+    unhashed = [name for name in outputs if name not in given]
+    digests = given | dict(zip(unhashed, _hash_files([out_dir / name for name in unhashed]), strict=True))
     manifest = {
         "stage": stage,
         "complete": True,

@@ -110,9 +110,10 @@ def resolve_stack(folder: str | Path) -> Stack:
         )
     weights = below.adapters[-1].folder / ADAPTER_WEIGHTS
     recorded = top.manifest["inputs"].get(str(weights))
-    if recorded is not None and recorded != file_digest(weights, top.digest):
+    algorithm = top.digest
+    if recorded is not None and recorded != file_digest(weights, algorithm):
         raise DataError(
-            f"{weights} changed after {top.stage} started from it ({LABELS[top.digest]} differs from "
+            f"{weights} changed after {top.stage} started from it ({LABELS[algorithm]} differs from "
             f"{top.folder / MANIFEST}): the alignment adapter only fits the SFT model it was "
             f"trained on; re-run {top.stage}"
         )

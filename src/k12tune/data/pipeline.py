@@ -97,12 +97,8 @@ class LineFiles:
         frees its pages in the page cache (about 0.1 s per GB), which otherwise the main
         process did alone at the end of the stage, with the other CPUs idle."""
         self.close()
-        for _ in pool.map(_remove_file, self.paths):
+        for _ in pool.map(os.unlink, self.paths):
             pass
-
-
-def _remove_file(path: str) -> None:
-    os.unlink(path)
 
 
 class TrainSpill:

@@ -126,12 +126,12 @@ def _loss(adapter: Adapter) -> str:
 
 def _data(adapter: Adapter) -> list[str]:
     hashes = adapter.manifest.get("inputs", {})
+    label = LABELS[adapter.digest]
     lines = []
     for key in ("train_file", "val_file"):
         path = adapter.config["data"].get(key)
         if path:
             digest = hashes.get(path)
-            label = LABELS[adapter.digest]
             lines.append(f"  - {key}: `{path}`" + (f" ({label} {digest[:16]}…)" if digest else ""))
     return lines
 
