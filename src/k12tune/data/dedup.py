@@ -15,12 +15,13 @@ import numpy as np
 
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, MessageLayout, parts_of
 from k12tune.data.normalize import dedup_form
+from k12tune.data.sha256 import DIGEST_SIZE, sha256_slices
 from k12tune.data.textstats import Texts
 from k12tune.data.unicode_tables import unicode_tables
 from k12tune.records import Message
 
 _TURN, _FIELD = "\x1e", "\x1f"
-DIGEST_SIZE = 32
+__all__ = ["DIGEST_SIZE", "DedupForms", "Deduplicator", "dedup_parts", "digest", "reference_parts"]
 
 
 def reference_parts(parts: list[list[Message]]) -> list[bytes]:
@@ -55,10 +56,10 @@ class DedupForms:
             tables.space,
         )
         self.records = np.flatnonzero(selected)
-        self._blob = memoryview(buf)  # the kernel's array itself: no copy of the forms
+        self._buf = buf  # the kernel's array itself: no copy of the forms
         first_part = layout.record_parts[self.records]
         last_part = layout.record_parts[self.records + 1] - 1
-        self._key_starts, self._key_ends = part_starts[first_part].tolist(), part_ends[last_part].tolist()
+        self._key_starts, self._key_ends = part_starts[first_part], part_ends[last_part]
         self._part_starts, self._part_ends = part_starts, part_ends
         self._record_parts = layout.record_parts
         self._reference = {
@@ -74,14 +75,13 @@ class DedupForms:
         k = self.records[j]
         parts = slice(self._record_parts[k], self._record_parts[k + 1])
         bounds = zip(self._part_starts[parts].tolist(), self._part_ends[parts].tolist(), strict=True)
-        return [self._blob[a:b].tobytes() for a, b in bounds]
+        return [self._buf[a:b].tobytes() for a, b in bounds]
 
-    def digests(self) -> list[bytes]:
-        """`digest` of every selected record, in order."""
-        blob, sha256 = self._blob, hashlib.sha256
-        digests = [sha256(blob[a:b]).digest() for a, b in zip(self._key_starts, self._key_ends, strict=True)]
+    def digests(self) -> np.ndarray:
+        """`digest` of every selected record, in order: an (n, `DIGEST_SIZE`) uint8 array."""
+        digests = sha256_slices(self._buf, self._key_starts, self._key_ends)
         for j, parts in self._reference.items():
-            digests[j] = digest(parts)
+            digests[j] = np.frombuffer(digest(parts), dtype=np.uint8)
         return digests
 
 

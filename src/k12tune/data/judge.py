@@ -288,13 +288,11 @@ class Judge:
         picked = np.flatnonzero(passed)
         picked = picked[np.argsort(columns.positions[forms.records[picked]], kind="stable")]
         survivors = forms.records[picked]
-        all_digests = forms.digests()
-        digests = [all_digests[j] for j in picked.tolist()]
         layout, cps = columns.layout, columns.texts.cps
         capacity = kernels.json_capacity(cps, layout.roles, layout.part_messages, ROLE_NAMES)
         out.rejects = self._reject_lines(out.source, columns, failures, capacity)
         out.rejected_rules = {name: len(failed) for name, failed in failures if len(failed)}
-        out.digests = b"".join(digests)
+        out.digests = forms.digests()[picked].tobytes()
         is_zh = view.lang[survivors] == "zh"
         source = np.frombuffer(orjson.dumps(out.source), dtype=np.uint8)
         lines, out.line_ends = kernels.json_lines(
