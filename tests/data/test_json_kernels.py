@@ -12,7 +12,7 @@ from k12tune.config.data import DataConfig
 from k12tune.data import kernels
 from k12tune.data.batchtext import ROLE_NAME_BOUNDS, ROLE_NAMES, Columns
 from k12tune.data.filters import Failures
-from k12tune.data.judge import Judge, hex_ids
+from k12tune.data.judge import Judge, JudgeSettings, hex_ids
 from k12tune.data.rejects import record_json, reject_line_of_json
 from k12tune.data.split import record_id
 from k12tune.records import ROLES, Origin, PrefRecord, SFTRecord
@@ -54,7 +54,7 @@ def payload(body: dict) -> dict:
 def test_output_and_reject_lines_are_what_orjson_writes() -> None:
     rng = random.Random(3)
     for stage in ("sft", "pref"):
-        judge = Judge(stage, DataConfig())
+        judge = Judge(stage, JudgeSettings.of(DataConfig()))
         records = [record(rng, stage) for _ in range(300)]
         columns = Columns.of_records(records, range(len(records)))
         layout, cps = columns.layout, columns.texts.cps

@@ -1,5 +1,6 @@
 """The fork server's preload (`no_scipy`, then `warmup`): after it, judging real data and
-copying its lines load no further kernel, and scipy.linalg was never imported."""
+copying its lines load no further kernel; scipy.linalg, pydantic and the config package were
+never imported."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from k12tune.data.pipeline import FORK_SERVER_PRELOAD
+
 _CHECK = """
 import sys, tempfile
 from pathlib import Path
 
 import importlib
 
-from k12tune.data.pipeline import FORK_SERVER_PRELOAD
-
-for module in FORK_SERVER_PRELOAD:  # as the fork server does
+for module in sys.argv[1].split(","):  # `pipeline.FORK_SERVER_PRELOAD`, as the fork server does
     importlib.import_module(module)
+unwanted = [name for name in ("pydantic", "k12tune.config") if name in sys.modules]
+assert not unwanted, f"the preload imported {unwanted}"  # see `judge.JudgeSettings`
 
 import numpy as np
 from numba.core.registry import CPUDispatcher
@@ -38,7 +41,7 @@ def loaded():
 
 before = loaded()
 folder = tempfile.mkdtemp()
-for argument in sys.argv[1:]:
+for argument in sys.argv[2:]:
     stage, path = argument.split(":", 1)
     if path.endswith(".jsonl"):
         batches = [RawBatch(stage, "real", 1.0, chunk) for chunk in jsonl_chunks(Path(path), ReadStats())]
@@ -74,7 +77,10 @@ def test_real_batches_need_no_kernel_that_the_warm_up_did_not_load(tmp_path: Pat
     ]
     arguments = [f"{stage}:{shared_data / stage / name}" for stage, name in files]
     result = subprocess.run(
-        [sys.executable, str(script), *arguments], capture_output=True, text=True, check=True
+        [sys.executable, str(script), ",".join(FORK_SERVER_PRELOAD), *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     loaded, new = result.stdout.split(maxsplit=1)
     assert int(loaded) >= 8  # the scanner and the kernels each stage runs

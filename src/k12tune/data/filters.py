@@ -10,13 +10,17 @@ cleaned contents joined with "\\n" (see `batchtext`).
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from k12tune.config.data import CleanConfig
 from k12tune.data.textstats import Texts, char_stats, rep_ratio_4gram
+
+if TYPE_CHECKING:
+    from k12tune.config.data import CleanConfig
 
 
 @dataclass
@@ -94,6 +98,12 @@ class TextFilter(ABC):
         self.counts = FilterCounts()
 
     statistic: str = ""  # the `BatchView.stat` this rule compares with its threshold
+
+    def fresh(self) -> TextFilter:
+        """This rule with its counters at zero: each batch counts its own."""
+        rule = copy.copy(self)
+        rule.counts = FilterCounts()
+        return rule
 
     @abstractmethod
     def passes(self, values: np.ndarray) -> np.ndarray: ...

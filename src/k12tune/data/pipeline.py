@@ -30,7 +30,7 @@ from k12tune.atomic import atomic_write_bytes, publish, staging_dir
 from k12tune.config.data import DataConfig
 from k12tune.data.dedup import Deduplicator
 from k12tune.data.filters import DistinctPairFilter, FilterCounts, build_filters
-from k12tune.data.judge import RawBatch, Verdicts, judge_batch, start_worker
+from k12tune.data.judge import JudgeSettings, RawBatch, Verdicts, judge_batch, start_worker
 from k12tune.data.linecopy import LineWindow, copy_window
 from k12tune.data.mix import MixedBucketSampler
 from k12tune.data.readers import JsonlChunk, JudgedProgress, ReadStats, find_data_files, iter_work, local_dir
@@ -434,7 +434,9 @@ def _prepare_data(cfg: DataConfig) -> dict[str, Any]:
                 with (
                     closing(batches),
                     JudgedProgress() as progress,
-                    WorkerPool(workers, start_worker, (cfg,), preload=FORK_SERVER_PRELOAD) as pool,
+                    WorkerPool(
+                        workers, start_worker, (JudgeSettings.of(cfg),), preload=FORK_SERVER_PRELOAD
+                    ) as pool,
                 ):
                     for verdicts in pool.map(judge_batch, batches):
                         if verdicts.chunk is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from k12tune.config.data import DataConfig
 from k12tune.data.dedup import Deduplicator
-from k12tune.data.judge import Judge, RawBatch
+from k12tune.data.judge import Judge, JudgeSettings, RawBatch
 from k12tune.data.pipeline import REJECTED, REPORT, STAGES, output_names, resolve_workers
 from k12tune.data.readers import ReadStats, find_data_files, iter_file, local_dir
 from k12tune.data.specs import SourceSpec
@@ -79,7 +79,7 @@ def data_plan(cfg: DataConfig, sample_size: int = 200) -> str:
     lines = ["prepare_data plan (dry run: nothing is written)", "sources:"]
     for stage in STAGES:
         specs = cfg.sft_sources if stage == "sft" else cfg.pref_sources
-        judge = Judge(stage, cfg)
+        judge = Judge(stage, JudgeSettings.of(cfg))
         lines.append(f" {stage}:" + ("" if specs else " none"))
         for spec in specs:
             lines.extend(_source_lines(spec, cfg, judge, sample_size))

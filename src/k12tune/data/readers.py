@@ -21,16 +21,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 from tqdm import tqdm
 
-from k12tune.data.specs import SourceSpec
 from k12tune.digest import bytes_digest, file_digest, hasher
 from k12tune.errors import DataError
 from k12tune.records import Origin
+
+if TYPE_CHECKING:
+    from k12tune.data.specs import SourceSpec
 
 log = logging.getLogger(__name__)
 

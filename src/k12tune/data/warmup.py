@@ -22,15 +22,21 @@ import tempfile
 import numpy as np
 import orjson
 
-from k12tune.config.data import DataConfig
-from k12tune.data.judge import RawBatch, judge_batch, start_worker
+from k12tune.data.aliases import merged_aliases
+from k12tune.data.filters import ChineseShareFilter, LengthFilter, RepetitionFilter
+from k12tune.data.judge import JudgeSettings, RawBatch, judge_batch, start_worker
 from k12tune.data.linecopy import LineWindow, copy_window
 from k12tune.data.readers import JsonlChunk
 
 log = logging.getLogger(__name__)
 
 _ZH = "分数的分母表示把整体平均分成几份，分子表示取了其中的几份。"
-# Per stage: records that pass, and ones that each rule drops (reject lines are a kernel too).
+# Per stage: records that pass, and ones that each rule drops (reject lines are a kernel too):
+# under `_SETTINGS`, whose rules are the config's defaults (built here, as the config package
+# and pydantic are not imported in this process: see `judge.JudgeSettings`).
+_SETTINGS = JudgeSettings(
+    (LengthFilter(8, 2048), ChineseShareFilter(0.3, False), RepetitionFilter(0.6)), merged_aliases({}), 0.02
+)
 _RECORDS: dict[str, list[dict]] = {
     "sft": [{"prompt": f"{_ZH}（{k}）", "response": _ZH * 3} for k in range(8)]
     + [
@@ -50,7 +56,7 @@ _RECORDS: dict[str, list[dict]] = {
 
 def warm_up() -> None:
     """Judge `_RECORDS` of each stage in this process and copy each stage's lines kept."""
-    start_worker(DataConfig())
+    start_worker(_SETTINGS)
     with tempfile.TemporaryDirectory(prefix="k12tune-warmup-") as folder:
         for stage, records in _RECORDS.items():
             path = os.path.join(folder, f"{stage}.jsonl")
