@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from k12tune.parallel import WorkerPool, collection_paused, read_ahead
+from k12tune.parallel import RESULT_PIPE_BYTES, WorkerPool, collection_paused, read_ahead
 
 _SETUP: dict[str, int] = {}
 
@@ -42,6 +42,19 @@ def test_maps_in_order_with_workers_set_up_once(workers: int) -> None:
         assert pids == {os.getpid()}
     else:
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def large(x: int) -> bytes:
+    return bytes([x]) * (3 << 20)
+
+
+def test_the_result_pipe_is_widened_and_carries_results_larger_than_it() -> None:
+    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    with WorkerPool(2, setup, (1,)) as pool:
+        assert pool.result_pipe_bytes == min(allowed, RESULT_PIPE_BYTES) > 64 << 10
+        assert list(pool.map(large, range(6))) == [large(x) for x in range(6)]
+    with WorkerPool(1, setup, (1,)) as pool:
+        assert pool.result_pipe_bytes is None  # no pipe: the work runs here
 
 
 def test_an_error_in_a_worker_is_raised_here() -> None:
