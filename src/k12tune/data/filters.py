@@ -125,16 +125,20 @@ class TextFilter(ABC):
         part_of = failed_part[failing]
         texts = np.stack(list(batch.part_index.values()))[part_of, failing]
         # Many failures share a value (all English records fail at zh_share 0): each distinct
-        # (part, value) is explained once.
-        distinct, detail_of = np.unique(
-            np.stack([part_of.astype(np.float64), values[texts]], axis=1), axis=0, return_inverse=True
-        )
-        details = [f"{parts[int(p)]}: {self.explain(value)}" for p, value in distinct.tolist()]
+        # (part, value) is explained once, in that order. A 1-D unique per part: unique over
+        # (part, value) rows took 0.29 ms per batch, ten times as long.
+        details: list[str] = []
+        detail_of = np.empty(len(failing), dtype=np.int64)
+        for part_no in np.unique(part_of).tolist():
+            in_part = part_of == part_no
+            distinct, inverse = np.unique(values[texts[in_part]], return_inverse=True)
+            detail_of[in_part] = inverse.reshape(-1) + len(details)
+            details += [f"{parts[part_no]}: {self.explain(value)}" for value in distinct.tolist()]
         self.counts.seen += len(alive)
         self.counts.dropped += len(failing)
         self.counts.kept += len(alive) - len(failing)
         batch.alive[failing] = False
-        return Failures(failing, detail_of.reshape(-1), details)
+        return Failures(failing, detail_of, details)
 
 
 class LengthFilter(TextFilter):
