@@ -59,7 +59,7 @@ def test_chinese_share_drops_or_tags_english() -> None:
     tagged = view(texts)
     rule = ChineseShareFilter(0.3, allow_english_fallback=True)
     assert len(rule.apply(tagged)) == 0
-    assert list(tagged.lang) == ["zh", "en", "zh"]
+    assert tagged.is_zh.tolist() == [True, False, True]
     assert vars(rule.counts) == {"seen": 3, "kept": 3, "dropped": 0, "tagged_en": 1}
 
 
@@ -101,7 +101,7 @@ def test_english_fallback_pair_is_chinese_only_when_all_parts_are() -> None:
     parts = ("prompt", "chosen", "rejected")
     batch = view(["什么是光合作用？", "It is how plants make food.", "植物吃土。"], parts)
     ChineseShareFilter(0.3, allow_english_fallback=True).apply(batch)
-    assert list(batch.lang) == ["en"]
+    assert batch.is_zh.tolist() == [False]
 
 
 def test_build_filters_order_follows_config() -> None:

@@ -59,7 +59,7 @@ class BatchView:
     texts: Texts
     part_index: dict[str, np.ndarray]
     alive: np.ndarray  # bool per record: not yet dropped
-    lang: np.ndarray  # object array of "zh" / "en" per record
+    is_zh: np.ndarray  # bool per record: Chinese (else tagged "en" by the language rule)
     _stats: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -71,7 +71,7 @@ class BatchView:
             texts=texts,
             part_index={name: base + k for k, name in enumerate(parts)},
             alive=np.ones(n_records, dtype=bool),
-            lang=np.full(n_records, "zh", dtype=object),
+            is_zh=np.ones(n_records, dtype=bool),
         )
 
     def stat(self, name: str) -> np.ndarray:
@@ -189,16 +189,14 @@ class ChineseShareFilter(TextFilter):
 
     def apply(self, batch: BatchView) -> Failures:
         if not self.fallback:
-            failures = super().apply(batch)
-            batch.lang[batch.alive] = "zh"
-            return failures
+            return super().apply(batch)  # the records kept are Chinese
         # Fallback: nothing is dropped; a record is Chinese only when all its parts are.
         alive = np.flatnonzero(batch.alive)
         values = batch.stat(self.statistic)
         chinese = np.ones(len(alive), dtype=bool)
         for index in batch.part_index.values():
             chinese &= self.passes(values[index[alive]])
-        batch.lang[alive] = np.where(chinese, "zh", "en")
+        batch.is_zh[alive] = chinese
         self.counts.seen += len(alive)
         self.counts.kept += len(alive)
         self.counts.tagged_en += int((~chinese).sum())

@@ -311,7 +311,7 @@ class Judge:
         out.rejects = self._reject_lines(out.source, columns, failures, capacity)
         out.rejected_rules = {name: len(failed) for name, failed in failures if len(failed)}
         out.digests = forms.digests()[picked].tobytes()
-        is_zh = view.lang[survivors] == "zh"
+        is_zh = view.is_zh[survivors]
         source = np.frombuffer(orjson.dumps(out.source), dtype=np.uint8)
         lines, out.line_ends = kernels.json_lines(
             cps,
