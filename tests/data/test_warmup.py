@@ -1,4 +1,4 @@
-"""The fork server's preload (`no_scipy`, then `warmup`): after it, judging real data and
+"""The fork server's preload (`fork_server`, then `warmup`): after it, judging real data and
 copying its lines load no further kernel; scipy.linalg, pydantic and the config package were
 never imported."""
 

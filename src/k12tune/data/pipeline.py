@@ -59,8 +59,8 @@ _WINDOW = 16384
 # so that at most 4 such batches wait in the queue, besides the one being read.
 _READ_AHEAD = 1 << 30
 # What the fork server of the judging processes imports before it forks them (in this order;
-# see `no_scipy`, `warmup`).
-FORK_SERVER_PRELOAD: tuple[str, ...] = ("k12tune.data.no_scipy", "k12tune.data.warmup")
+# see `fork_server`, `warmup`).
+FORK_SERVER_PRELOAD: tuple[str, ...] = ("k12tune.data.fork_server", "k12tune.data.warmup")
 
 
 def output_names(stage: str) -> tuple[str, str]:

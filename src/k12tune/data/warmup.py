@@ -15,6 +15,7 @@ kernels themselves.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import tempfile
@@ -84,3 +85,7 @@ try:
     warm_up()
 except Exception as exc:  # an optimisation only: the workers load what they need themselves
     log.warning("k12tune: loading the data-stage kernels ahead failed (%s); each worker loads them", exc)
+# Everything loaded so far lives as long as the workers that the fork server forks from here:
+# frozen, it is out of their collections' sight. Their start-up set off a full collection that
+# traversed it all: 0.04 s per worker (perf), on the stage's critical path.
+gc.freeze()
