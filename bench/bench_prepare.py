@@ -12,7 +12,8 @@
    (`workers: 0`, auto: one worker process per CPU for an input this size).
 Floor and stage run `--repeat` times, alternately, and the fastest run of each counts: noise
 only ever adds time (on the 2-core CI VM the first stage run after writing the corpus was up
-to 30% slower than the next ones, the floor varied less). Every run's time is printed.
+to 30% slower than the next ones, the floor varied less; the corpus is now flushed to disk
+before the runs). Every run's time is printed.
 Prints records/s and peak RSS of both (the floor's VmHWM; for the stage, the larger of the main
 process's VmHWM and the sampled peak of the whole process tree, workers included), and the
 ratio stage time / floor time. Not a timed test: run it by hand and report the figures.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -219,6 +221,10 @@ def main() -> None:
     raw, out = args.workdir / "raw", args.workdir / "data_proc"
     started = time.perf_counter()
     n_records, n_bytes = generate(raw, args.records, args.seed)
+    # The corpus's pages are still dirty: written back while the runs are timed, they would
+    # take a CPU from them (the kernel's writeback threads) and make the first runs the slow
+    # ones. The runs then measure the stage, not the flushing of the benchmark's own files.
+    os.sync()
     print(f"corpus: {n_records:,} records, {n_bytes / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s")
     files = sorted(str(p) for p in (raw / "synthetic").glob("*.jsonl"))
     name = fastest_parser(Path(files[0]))
