@@ -1,6 +1,6 @@
 """The fork server's preload (`fork_server`, then `warmup`): after it, judging real data and
 copying its lines load no further kernel; scipy.linalg, pydantic and the config package were
-never imported."""
+never imported; the warm-up judged under the config's default settings."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ for argument in sys.argv[2:]:
         copy_window(LineWindow([verdicts.spill], file_nos, offsets, sizes, str(out), 0))
 new = {key: (n, loaded()[key]) for key, n in before.items() if loaded()[key] != n}
 assert "scipy.linalg" not in sys.modules, "scipy.linalg was imported"  # numba's BLAS probe
+
+# The warm-up's settings, built without the config package, are the config's defaults.
+from k12tune.config.data import DataConfig
+from k12tune.data.judge import JudgeSettings
+from k12tune.data.warmup import _SETTINGS
+
+defaults = JudgeSettings.of(DataConfig())
+assert [(type(r), vars(r)) for r in _SETTINGS.rules] == [(type(r), vars(r)) for r in defaults.rules]
+assert (_SETTINGS.aliases, _SETTINGS.val_fraction) == (defaults.aliases, defaults.val_fraction)
 print(sum(before.values()), sorted(new.items()))
 """
 
