@@ -39,7 +39,7 @@ Out = TypeVar("Out")
 WORKER_ENV: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-# The largest buffer `WorkerPool` gives the pipe that carries results back (see `_widen`).
+# The largest buffer `WorkerPool` gives the pipe that carries results back (`_widen_result_pipe`).
 RESULT_PIPE_BYTES = 4 << 20
 
 
@@ -166,10 +166,11 @@ def _widen_result_pipe(pool: ProcessPoolExecutor) -> int | None:
     or None where it cannot be set (not Linux, another executor's internals).
 
     A worker writes its pickled result into the pipe and waits while the pipe is full, until
-    the executor's thread here reads it, which takes the GIL for each piece it reads, so it
-    waits for whatever this process's main thread is doing. The data stage's results are
-    about 2 MiB per batch (its reject lines): each of 2 workers spent 0.40 to 0.48 s per
-    million records waiting in such writes, 0.20 to 0.25 s with 1 MiB."""
+    the executor's reader thread here has read it, a thread that shares the CPUs with the
+    workers and this process's main thread (a shorter GIL switch interval changed nothing).
+    The data stage's results are about 2 MiB per batch (its reject lines): each of 2 workers
+    spent 0.40 to 0.48 s per million records waiting in such writes, 0.21 to 0.26 s with
+    1 MiB."""
     set_size, get_size = getattr(fcntl, "F_SETPIPE_SZ", None), getattr(fcntl, "F_GETPIPE_SZ", None)
     if set_size is None or get_size is None:
         return None

@@ -56,8 +56,7 @@ for argument in sys.argv[2:]:
         # as the pipeline builds a window: arrays indexed by the sampler's order
         order = np.arange(len(verdicts.line_ends))[::-1].copy()
         file_nos = np.frombuffer(np.zeros(len(order), dtype=np.int16).tobytes(), dtype=np.int16)[order]
-        offsets = (verdicts.spill_offset + verdicts.line_starts())[order]
-        sizes = verdicts.line_sizes()[order]
+        offsets, sizes = (bounds[order] for bounds in verdicts.spill_bounds())
         copy_window(LineWindow([verdicts.spill], file_nos, offsets, sizes, str(out), 0))
 new = {key: (n, loaded()[key]) for key, n in before.items() if loaded()[key] != n}
 assert "scipy.linalg" not in sys.modules, "scipy.linalg was imported"  # numba's BLAS probe

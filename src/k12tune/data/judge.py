@@ -97,8 +97,9 @@ class Verdicts:
     rule made. The other fields describe the records that passed every rule, in position
     order (they still face dedup, which needs the whole stream): record k sits at `positions[k]`
     of the batch, from line `line_numbers[k]` of file `file_names[file_of[k]]`; its output line
-    (id included) is `lines[line_starts()[k]:line_ends[k]]`, or with `spill`, those bytes after
-    `spill_offset` of the file `spill`; its digest is the k-th 32 bytes of `digests`. `counts`
+    (id included) ends at `line_ends[k]` of `lines` (it starts where line k-1 ends), or with
+    `spill`, that many bytes further than `spill_offset` in the file `spill` (see
+    `spill_bounds`); its digest is the k-th 32 bytes of `digests`. `counts`
     are this batch's."""
 
     stage: str
@@ -132,11 +133,10 @@ class Verdicts:
     def digest(self, k: int) -> bytes:
         return self.digests[k * DIGEST_SIZE : (k + 1) * DIGEST_SIZE]
 
-    def line_sizes(self) -> np.ndarray:
-        return np.diff(self.line_ends, prepend=0)
-
-    def line_starts(self) -> np.ndarray:
-        return self.line_ends - self.line_sizes()
+    def spill_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each output line lies in the spill file: its offset and its size in bytes."""
+        sizes = np.diff(self.line_ends, prepend=0)
+        return self.spill_offset + self.line_ends - sizes, sizes
 
     def spill_lines(self, folder: str) -> None:
         """Move `lines` to the end of this process's spill file in `folder`: the main process

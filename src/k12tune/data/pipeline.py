@@ -249,8 +249,7 @@ class StageWriter:
     def add(self, v: Verdicts) -> None:
         source = self.tally.sources[v.source]
         file_no = self.files.number(v.spill)
-        line_sizes = v.line_sizes()
-        line_offsets = v.spill_offset + v.line_ends - line_sizes
+        line_offsets, line_sizes = v.spill_bounds()
 
         def line(k: int) -> bytes:
             return self.files.read(file_no, int(line_offsets[k]), int(line_sizes[k]))

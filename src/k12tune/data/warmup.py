@@ -69,16 +69,9 @@ def warm_up() -> None:
             verdicts = judge_batch(batch)
             out_path = os.path.join(folder, f"{stage}.out")
             open(out_path, "wb").close()
-            copy_window(
-                LineWindow(
-                    [verdicts.spill],
-                    np.zeros(len(verdicts.line_ends), dtype=np.int16),
-                    verdicts.spill_offset + verdicts.line_starts(),
-                    verdicts.line_sizes(),
-                    out_path,
-                    0,
-                )
-            )
+            offsets, sizes = verdicts.spill_bounds()
+            file_nos = np.zeros(len(sizes), dtype=np.int16)
+            copy_window(LineWindow([verdicts.spill], file_nos, offsets, sizes, out_path, 0))
 
 
 try:
